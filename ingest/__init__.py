@@ -1,0 +1,1 @@
+"""Intake of partner feeds: connectors (one per protocol) and landing under contract."""

@@ -1,0 +1,353 @@
+"""Data contracts (ODCS v3) and the record check derived from them.
+
+The contract file is the single source of truth: the city's landing check and the partner's own
+`mobility validate` both call `Contract.check`, so both sides run exactly the same rules.
+Contracts are read with the `open-data-contract-standard` models, never as loose dicts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from open_data_contract_standard.model import OpenDataContractStandard, SchemaProperty
+
+from mobility.settings import CONTRACTS_DIR
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Epoch-ms timestamps outside 2010..2100 are unit mistakes (seconds sent as ms, or µs), not data.
+_MS_MIN, _MS_MAX = 1_262_304_000_000, 4_102_444_800_000
+
+
+class ContractNotFound(LookupError):
+    pass
+
+
+def _custom(props: Sequence[Any] | None) -> dict[str, Any]:
+    return {p.property: p.value for p in (props or [])}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One contract property, flattened: `name` is the dotted path in the payload."""
+
+    name: str
+    column: str
+    logical_type: str
+    physical_type: str | None
+    required: bool
+    unique: bool
+    enum: frozenset | None
+    minimum: float | None
+    maximum: float | None
+    fmt: str | None
+    pseudonymise: bool
+    classification: str | None
+    description: str | None
+
+    @classmethod
+    def from_property(cls, prop: SchemaProperty) -> "Field":
+        opts = prop.logicalTypeOptions or {}
+        custom = _custom(prop.customProperties)
+        return cls(
+            name=prop.name,
+            column=prop.physicalName or prop.name.replace(".", "_"),
+            logical_type=prop.logicalType or "string",
+            physical_type=prop.physicalType,
+            required=bool(prop.required),
+            unique=bool(prop.unique),
+            enum=frozenset(e.value for e in prop.enum) if prop.enum else None,
+            minimum=opts.get("minimum"),
+            maximum=opts.get("maximum"),
+            fmt=opts.get("format"),
+            pseudonymise=custom.get("privacy") == "pseudonymise",
+            classification=prop.classification,
+            description=prop.description,
+        )
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        if self.logical_type == "timestamp" and self.physical_type == "int64_epoch_ms":
+            return pa.timestamp("ms", tz="UTC")
+        return {
+            "string": pa.string(),
+            "integer": pa.int64(),
+            "number": pa.float64(),
+            "boolean": pa.bool_(),
+            "array": pa.list_(pa.string()),
+            "date": pa.date32(),
+        }[self.logical_type]
+
+    def violation(self, value: Any) -> str | None:
+        """The rule a present (non-null) value breaks, or None."""
+        lt = self.logical_type
+        if lt == "timestamp" and self.physical_type == "int64_epoch_ms":
+            if not _is_int(value):
+                return "type:integer_ms"
+            if not _MS_MIN <= value < _MS_MAX:
+                return "range:timestamp_ms"
+            return None
+        if lt == "string":
+            if not isinstance(value, str):
+                return "type:string"
+            if self.fmt == "uuid" and not _UUID.match(value):
+                return "format:uuid"
+        elif lt == "integer":
+            if not _is_int(value):
+                return "type:integer"
+        elif lt == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return "type:number"
+        elif lt == "boolean":
+            if not isinstance(value, bool):
+                return "type:boolean"
+        elif lt == "array":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return "type:array"
+        if self.enum is not None and value not in self.enum:
+            return "enum"
+        if self.minimum is not None and value < self.minimum:
+            return "minimum"
+        if self.maximum is not None and value > self.maximum:
+            return "maximum"
+        return None
+
+
+def _to_arrow(f: Field, values: list[Any]) -> pa.Array:
+    if pa.types.is_timestamp(f.arrow_type):
+        return pa.array([None if v is None else int(v) for v in values], pa.int64()).cast(f.arrow_type)
+    if pa.types.is_integer(f.arrow_type):
+        values = [None if v is None else int(v) for v in values]
+    return pa.array(values, type=f.arrow_type)
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A rule one row broke; `row` counts from 0 in the order the partner sent the records."""
+
+    row: int
+    field: str
+    rule: str
+    value: str
+
+    def describe(self) -> str:
+        return f"row {self.row}: field '{self.field}' breaks rule '{self.rule}' (value: {self.value})"
+
+
+@dataclass
+class CheckResult:
+    contract: str
+    version: str
+    rows_received: int
+    accepted: pa.Table
+    rejected_rows: list[int]
+    violations: list[Violation]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_accepted(self) -> int:
+        return self.accepted.num_rows
+
+    @property
+    def rows_rejected(self) -> int:
+        return len(self.rejected_rows)
+
+
+def _get(record: dict, path: tuple[str, ...]) -> Any:
+    node: Any = record
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A loaded contract: its fields, rules and SLA, ready to check records."""
+
+    id: str
+    version: str
+    path: Path
+    model: OpenDataContractStandard
+    fields: tuple[Field, ...]
+    rules: tuple[str, ...]
+    properties: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def payload_key(self) -> str | None:
+        return self.properties.get("payload_key")
+
+    @property
+    def window_field(self) -> str | None:
+        return self.properties.get("window_field")
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    def sla_latency_hours(self) -> float | None:
+        for sla in self.model.slaProperties or []:
+            if sla.property == "latency":
+                return float(sla.value) * {"h": 1, "d": 24, "m": 1 / 60}.get(sla.unit or "h", 1)
+        return None
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(f.column, f.arrow_type) for f in self.fields])
+
+    def check(
+        self,
+        records: Iterable[dict],
+        *,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> CheckResult:
+        """Check every record against the contract; good rows come back typed, bad ones named."""
+        records = list(records)
+        paths = [(f, tuple(f.name.split("."))) for f in self.fields]
+        top_level = {f.name.split(".")[0] for f in self.fields}
+        violations: list[Violation] = []
+        bad: set[int] = set()
+        columns: dict[str, list[Any]] = {f.column: [] for f in self.fields}
+        extra: set[str] = set()
+        seen: dict[str, set[Any]] = {f.name: set() for f in self.fields if f.unique}
+        win_ms = (
+            (int(window[0].timestamp() * 1000), int(window[1].timestamp() * 1000)) if window else None
+        )
+
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                violations.append(Violation(i, "<record>", "type:object", _short(rec)))
+                bad.add(i)
+                for f, _ in paths:
+                    columns[f.column].append(None)
+                continue
+            extra.update(k for k in rec if k not in top_level)
+            row_ok = True
+            for f, path in paths:
+                value = _get(rec, path)
+                if value is None:
+                    if f.required:
+                        violations.append(Violation(i, f.name, "required", "missing"))
+                        row_ok = False
+                else:
+                    rule = f.violation(value)
+                    if rule:
+                        violations.append(Violation(i, f.name, rule, _short(value)))
+                        row_ok = False
+                    elif f.unique:
+                        if value in seen[f.name]:
+                            violations.append(Violation(i, f.name, "unique", _short(value)))
+                            row_ok = False
+                        else:
+                            seen[f.name].add(value)
+                columns[f.column].append(value)
+            if row_ok:
+                for rule in self.rules:
+                    broken = _RULES[rule](rec, win_ms, self)
+                    if broken:
+                        violations.append(Violation(i, broken[0], rule, broken[1]))
+                        row_ok = False
+            if not row_ok:
+                bad.add(i)
+
+        keep = [i for i in range(len(records)) if i not in bad]
+        table = pa.Table.from_arrays(
+            [_to_arrow(f, [columns[f.column][i] for i in keep]) for f in self.fields],
+            schema=self.arrow_schema(),
+        )
+        warnings = [f"field '{k}' is not in contract {self.ref} (kept out of the warehouse)" for k in sorted(extra)]
+        return CheckResult(self.id, self.version, len(records), table, sorted(bad), violations, warnings)
+
+
+def _rule_end_not_before_start(rec: dict, _win: Any, _c: Contract) -> tuple[str, str] | None:
+    if rec.get("end_time") < rec.get("start_time"):
+        return "end_time", f"{rec.get('end_time')} < start_time {rec.get('start_time')}"
+    return None
+
+
+def _rule_in_request_window(rec: dict, win_ms: tuple[int, int] | None, c: Contract) -> tuple[str, str] | None:
+    if win_ms is None or not c.window_field:
+        return None
+    value = _get(rec, tuple(c.window_field.split(".")))
+    if not win_ms[0] <= value < win_ms[1]:
+        return c.window_field, f"{value} outside [{win_ms[0]}, {win_ms[1]})"
+    return None
+
+
+_RULES = {
+    "end_not_before_start": _rule_end_not_before_start,
+    "in_request_window": _rule_in_request_window,
+}
+
+
+@lru_cache(maxsize=None)
+def _index() -> dict[str, dict[str, Path]]:
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(CONTRACTS_DIR.rglob("*.odcs.yaml")):
+        model = OpenDataContractStandard.from_file(str(path))
+        found.setdefault(model.id, {})[model.version] = path
+    return found
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def available() -> dict[str, list[str]]:
+    return {cid: sorted(v, key=_semver_key) for cid, v in _index().items()}
+
+
+@lru_cache(maxsize=None)
+def load_contract(ref: str) -> Contract:
+    """Load ``name@version`` (or ``name`` for its newest version) from ``contracts/``."""
+    name, _, version = ref.partition("@")
+    versions = _index().get(name)
+    if not versions:
+        raise ContractNotFound(f"unknown contract '{name}'; known: {', '.join(sorted(_index())) or 'none'}")
+    if not version:
+        version = max(versions, key=_semver_key)
+    if version not in versions:
+        raise ContractNotFound(f"contract '{name}' has no version {version}; known: {', '.join(sorted(versions))}")
+    path = versions[version]
+    model = OpenDataContractStandard.from_file(str(path))
+    obj = model.schema_[0]
+    rules = tuple(
+        q.implementation
+        for q in (obj.quality or [])
+        if q.type == "custom" and q.engine == "mobility-commons" and q.implementation in _RULES
+    )
+    unknown = [
+        q.implementation for q in (obj.quality or []) if q.type == "custom" and q.implementation not in _RULES
+    ]
+    if unknown:
+        raise ValueError(f"{path}: quality rule(s) {unknown} have no implementation")
+    return Contract(
+        id=model.id,
+        version=model.version,
+        path=path,
+        model=model,
+        fields=tuple(Field.from_property(p) for p in obj.properties or []),
+        rules=rules,
+        properties=_custom(model.customProperties),
+    )

@@ -1,0 +1,289 @@
+"""Landing: raw archive -> contract check -> typed bronze Parquet or quarantine -> manifest.
+
+Order matters for safety. The raw bytes are archived first (content-addressed, never rewritten),
+then bronze and quarantine files are written atomically, and the manifest is written last: a
+batch exists only once its manifest does. Files are keyed by window, so landing a window again
+replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
+A rejected batch never overwrites what an earlier good batch landed for the same window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.contracts import CheckResult, Contract, Violation
+from mobility.registry import Feed, Partner
+from mobility.secrets import pseudonym_key
+from mobility.settings import Workdir
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_VIOLATIONS = 200
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC interval [start, end) a batch covers."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def hour(cls, start: datetime) -> "Window":
+        start = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        return cls(start, start + timedelta(hours=1))
+
+    @property
+    def label(self) -> str:
+        if self.end - self.start == timedelta(hours=1):
+            return self.start.strftime("%Y-%m-%dT%H")
+        if self.end - self.start == timedelta(days=1):
+            return self.start.strftime("%Y-%m-%d")
+        return f"{self.start:%Y-%m-%dT%H%M}_{self.end:%Y-%m-%dT%H%M}"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pseudonymise(values: pa.Array, key: bytes) -> pa.Array:
+    """Keyed hash (HMAC-SHA256, 128 bits kept): stable joins, no way back without the key."""
+    return pa.array(
+        [None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for v in values.to_pylist()],
+        pa.string(),
+    )
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Lake:
+    """Paths of one feed's batches in the lake."""
+
+    def __init__(self, workdir: Workdir, partner_id: str, feed: str):
+        self.workdir, self.partner_id, self.feed = workdir, partner_id, feed
+
+    def raw(self, window: Window, sha: str, ext: str) -> Path:
+        return self.workdir.raw / self.partner_id / self.feed / window.label / f"{sha}.{ext}"
+
+    def bronze(self, window: Window) -> Path:
+        return self.workdir.bronze / self.feed / f"partner={self.partner_id}" / f"{window.label}.parquet"
+
+    def quarantine(self, window: Window, sha: str) -> Path:
+        return self.workdir.quarantine / self.partner_id / self.feed / f"{window.label}__{sha[:12]}"
+
+    def manifest(self, window: Window, sha: str) -> Path:
+        return self.workdir.manifests / self.feed / self.partner_id / f"{window.label}__{sha[:12]}.json"
+
+    def manifests(self) -> list[Path]:
+        return sorted((self.workdir.manifests / self.feed / self.partner_id).glob("*.json"))
+
+
+def _records(contract: Contract, payload: Any) -> list:
+    if contract.payload_key:
+        if not isinstance(payload, dict) or contract.payload_key not in payload:
+            raise ValueError(f"payload has no '{contract.payload_key}' list")
+        payload = payload[contract.payload_key]
+    if not isinstance(payload, list):
+        raise ValueError("payload is not a list of records")
+    return payload
+
+
+def land_batch(
+    workdir: Workdir,
+    *,
+    partner: Partner,
+    feed: Feed,
+    contract: Contract,
+    window: Window,
+    raw: bytes,
+    source: str,
+    ext: str = "json",
+) -> dict:
+    """Land one batch of a partner feed and return its manifest record."""
+    started = datetime.now(timezone.utc)
+    sha = hashlib.sha256(raw).hexdigest()
+    lake = Lake(workdir, partner.id, feed.feed)
+    raw_path = lake.raw(window, sha, ext)
+    if not raw_path.exists():
+        atomic_write(raw_path, raw)
+
+    manifest: dict[str, Any] = {
+        "batch_id": f"{partner.id}:{feed.feed}:{window.label}:{sha[:12]}",
+        "partner_id": partner.id,
+        "feed": feed.feed,
+        "window_start": _iso(window.start),
+        "window_end": _iso(window.end),
+        "contract": contract.id,
+        "contract_version": contract.version,
+        "source": source,
+        "raw_path": str(raw_path.relative_to(workdir.root)),
+        "raw_sha256": sha,
+        "rows_received": 0,
+        "rows_accepted": 0,
+        "rows_rejected": 0,
+        "outcome": None,
+        "error": None,
+        "warnings": [],
+        "started_at": _iso(started),
+    }
+
+    try:
+        payload = json.loads(raw)
+        records = _records(contract, payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
+
+    # Identity comes from the credentials (the partner we asked), never from the payload.
+    if partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields):
+        claimed = {r.get("provider_id") for r in records if isinstance(r, dict)} - {partner.mds_provider_id}
+        if claimed:
+            manifest["rows_received"] = len(records)
+            return _reject_batch(
+                lake, window, sha, manifest,
+                f"payload claims provider_id {sorted(map(str, claimed))[:3]} but the credentials are "
+                f"{partner.id}'s ({partner.mds_provider_id}); batch refused",
+                "provider_identity",
+            )
+
+    result = contract.check(records, window=(window.start, window.end))
+    manifest.update(
+        rows_received=result.rows_received,
+        rows_accepted=result.rows_accepted,
+        rows_rejected=result.rows_rejected,
+        warnings=result.warnings,
+    )
+    if result.rows_rejected:
+        _write_quarantine(lake, window, sha, manifest, result, records)
+
+    if result.rows_received == 0:
+        manifest["outcome"] = "empty"
+    elif result.rows_accepted == 0:
+        manifest["outcome"] = "rejected"
+        manifest["error"] = f"all {result.rows_received} rows broke the contract"
+    else:
+        manifest["outcome"] = "partial" if result.rows_rejected else "accepted"
+
+    if manifest["outcome"] in ("accepted", "partial", "empty"):
+        atomic_write_parquet(lake.bronze(window), _bronze_table(result, contract, partner, manifest["batch_id"]))
+    return _finish(lake, window, sha, manifest)
+
+
+def _bronze_table(result: CheckResult, contract: Contract, partner: Partner, batch_id: str) -> pa.Table:
+    table = result.accepted
+    if table.num_rows:
+        key = pseudonym_key()
+        for f in contract.fields:
+            if f.pseudonymise:
+                idx = table.schema.get_field_index(f.column)
+                table = table.set_column(idx, f.column, pseudonymise(table.column(f.column).combine_chunks(), key))
+    n = table.num_rows
+    table = table.add_column(0, "batch_id", pa.array([batch_id] * n, pa.string()))
+    table = table.add_column(0, "partner_id", pa.array([partner.id] * n, pa.string()))
+    return table.replace_schema_metadata({"contract": contract.ref})
+
+
+def _write_quarantine(
+    lake: Lake, window: Window, sha: str, manifest: dict, result: CheckResult, records: list
+) -> None:
+    folder = lake.quarantine(window, sha)
+    by_row: dict[int, list[Violation]] = {}
+    for v in result.violations:
+        by_row.setdefault(v.row, []).append(v)
+    lines = [
+        json.dumps({"row": row, "violations": [v.__dict__ for v in vs], "record": records[row]}, default=str)
+        for row, vs in sorted(by_row.items())
+    ]
+    atomic_write(folder / "rejected_rows.jsonl", ("\n".join(lines) + "\n").encode())
+    atomic_write(folder / "report.json", json.dumps(_report(manifest, result), indent=2).encode())
+
+
+def _report(manifest: dict, result: CheckResult) -> dict:
+    rules: dict[str, dict] = {}
+    for v in result.violations:
+        entry = rules.setdefault(f"{v.field}: {v.rule}", {"field": v.field, "rule": v.rule, "rows": 0, "examples": []})
+        entry["rows"] += 1
+        if len(entry["examples"]) < 5:
+            entry["examples"].append({"row": v.row, "value": v.value})
+    return {
+        "file": manifest["raw_path"],
+        "batch_id": manifest["batch_id"],
+        "contract": f"{manifest['contract']}@{manifest['contract_version']}",
+        "rows_received": result.rows_received,
+        "rows_rejected": result.rows_rejected,
+        "failed_rules": list(rules.values()),
+        "violations": [v.describe() for v in result.violations[:MAX_REPORTED_VIOLATIONS]],
+    }
+
+
+def _reject_batch(lake: Lake, window: Window, sha: str, manifest: dict, error: str, rule: str) -> dict:
+    manifest.update(outcome="rejected", error=error, rows_rejected=manifest["rows_received"])
+    report = {
+        "file": manifest["raw_path"],
+        "batch_id": manifest["batch_id"],
+        "contract": f"{manifest['contract']}@{manifest['contract_version']}",
+        "failed_rules": [{"field": "<batch>", "rule": rule, "rows": manifest["rows_received"], "examples": []}],
+        "error": error,
+    }
+    atomic_write(lake.quarantine(window, sha) / "report.json", json.dumps(report, indent=2).encode())
+    log.warning("batch %s rejected: %s", manifest["batch_id"], error)
+    return _finish(lake, window, sha, manifest)
+
+
+def _finish(lake: Lake, window: Window, sha: str, manifest: dict) -> dict:
+    manifest["finished_at"] = _iso(datetime.now(timezone.utc))
+    atomic_write(lake.manifest(window, sha), json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def record_fetch_error(workdir: Workdir, *, partner: Partner, feed: Feed, contract: Contract,
+                       window: Window, error: str, outcome: str = "error") -> dict:
+    """A fetch that produced no bytes still leaves an outcome record, so failures are queryable."""
+    now = _iso(datetime.now(timezone.utc))
+    manifest = {
+        "batch_id": f"{partner.id}:{feed.feed}:{window.label}:{outcome}",
+        "partner_id": partner.id, "feed": feed.feed,
+        "window_start": _iso(window.start), "window_end": _iso(window.end),
+        "contract": contract.id, "contract_version": contract.version,
+        "source": None, "raw_path": None, "raw_sha256": None,
+        "rows_received": 0, "rows_accepted": 0, "rows_rejected": 0,
+        "outcome": outcome, "error": error, "warnings": [], "started_at": now, "finished_at": now,
+    }
+    path = Lake(workdir, partner.id, feed.feed).manifest(window, outcome)
+    atomic_write(path, json.dumps(manifest, indent=2).encode())
+    return manifest

@@ -1,0 +1,110 @@
+"""Where everything lives: one workdir layout shared by the CLI, the DAGs, dbt and the tests.
+
+Every command takes ``--workdir DIR``; Airflow tasks and dbt read it from ``MOBILITY_WORKDIR``.
+Secrets never live here: they come from the environment or Airflow connections (see ``secrets``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REGISTRY_PATH = PROJECT_ROOT / "partners.yaml"
+CONTRACTS_DIR = PROJECT_ROOT / "contracts"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DAGS_DIR = PROJECT_ROOT / "dags"
+
+DEFAULT_WORKDIR = Path(os.environ.get("MOBILITY_WORKDIR", PROJECT_ROOT / "var"))
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """The folder tree under one workdir. Creating the object creates nothing on disk."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, root: str | Path | None = None) -> "Workdir":
+        return cls(Path(root or DEFAULT_WORKDIR).expanduser().resolve())
+
+    # the city
+    @property
+    def city(self) -> Path:
+        return self.root / "city"
+
+    @property
+    def neighborhoods(self) -> Path:
+        return self.city / "neighborhoods.parquet"
+
+    @property
+    def city_meta(self) -> Path:
+        return self.city / "city.json"
+
+    @property
+    def transit_network(self) -> Path:
+        return self.city / "transit.json"
+
+    # the lake: raw archive, typed bronze batches, quarantine, one manifest per batch
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def raw(self) -> Path:
+        return self.lake / "raw"
+
+    @property
+    def bronze(self) -> Path:
+        return self.lake / "bronze"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake / "quarantine"
+
+    @property
+    def manifests(self) -> Path:
+        return self.lake / "manifests"
+
+    # partners' drop folders (file-drop feeds)
+    @property
+    def drops(self) -> Path:
+        return self.root / "drops"
+
+    # the warehouse (single writer: the dbt build) and the analysts' publication
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse" / "mobility.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "published"
+
+    @property
+    def published_db(self) -> Path:
+        return self.published / "mobility.duckdb"
+
+    # gate results and Data Docs, dbt target, Airflow home, logs
+    @property
+    def gates(self) -> Path:
+        return self.root / "gates"
+
+    @property
+    def dbt_target(self) -> Path:
+        return self.root / "dbt" / "target"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point dbt and Airflow tasks at this workdir."""
+        return {
+            "MOBILITY_WORKDIR": str(self.root),
+            "MOBILITY_WAREHOUSE_PATH": str(self.warehouse),
+        }
