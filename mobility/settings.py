@@ -16,7 +16,11 @@ CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DAGS_DIR = PROJECT_ROOT / "dags"
 
-DEFAULT_WORKDIR = Path(os.environ.get("MOBILITY_WORKDIR", PROJECT_ROOT / "var"))
+
+
+def default_workdir() -> Path:
+    """$MOBILITY_WORKDIR if set (Airflow workers, dbt), else ./var in the project."""
+    return Path(os.environ.get("MOBILITY_WORKDIR") or PROJECT_ROOT / "var")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Workdir:
 
     @classmethod
     def resolve(cls, root: str | Path | None = None) -> "Workdir":
-        return cls(Path(root or DEFAULT_WORKDIR).expanduser().resolve())
+        return cls(Path(root or default_workdir()).expanduser().resolve())
 
     # the city
     @property

@@ -1,0 +1,261 @@
+"""`mobility`: the one entry point for everything a person does with the consortium.
+
+Every command takes `--workdir DIR` for all it reads and writes (default: ./var, or
+$MOBILITY_WORKDIR). Heavy libraries are imported inside commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mobility.settings import Workdir
+
+app = typer.Typer(help="Mobility Commons: shared mobility data under contract, neighborhood metrics with an equity lens.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+city_app = typer.Typer(help="Make or load the city: neighborhoods, demographics, transit network.", no_args_is_help=True)
+partners_app = typer.Typer(help="The consortium's partners: list them, or run the local partner simulator.", no_args_is_help=True)
+app.add_typer(city_app, name="city")
+app.add_typer(partners_app, name="partners")
+
+console = Console(stderr=True)
+out = Console()
+
+WorkdirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--workdir", "-w", help="Folder for everything this command reads and writes (default: ./var or $MOBILITY_WORKDIR)."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")]
+
+
+def _setup(workdir: Optional[Path], verbose: bool = False) -> Workdir:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    wd = Workdir.resolve(workdir)
+    wd.root.mkdir(parents=True, exist_ok=True)
+    os.environ.update(wd.env())
+    return wd
+
+
+def _parse_day(value: str) -> datetime:
+    return datetime.combine(date.fromisoformat(value), time(0), tzinfo=timezone.utc)
+
+
+def _parse_hour(value: str) -> datetime:
+    """Accept YYYY-MM-DD or YYYY-MM-DDTHH (UTC)."""
+    if "T" in value:
+        return datetime.strptime(value[:13], "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    return _parse_day(value)
+
+
+# --- city -------------------------------------------------------------------------------------
+
+@city_app.command("generate")
+def city_generate(
+    workdir: WorkdirOpt = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 7,
+    neighborhoods: Annotated[int, typer.Option(help="Number of neighborhoods (60 to 120).")] = 80,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Generate a deterministic synthetic city (irregular neighborhoods, demographics, transit)."""
+    from mobility.city.generate import generate_city
+
+    wd = _setup(workdir, verbose)
+    info = generate_city(wd, seed=seed, n_neighborhoods=neighborhoods)
+    out.print(f"city written to {wd.city}: {info}")
+
+
+@city_app.command("load")
+def city_load(
+    geojson: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection of neighborhood polygons (WGS84).")],
+    id_field: Annotated[str, typer.Option(help="Feature property holding the neighborhood id.")],
+    name_field: Annotated[str, typer.Option(help="Feature property holding the name.")],
+    population_field: Annotated[str, typer.Option(help="Property (or demographics column) with residents.")],
+    income_field: Annotated[str, typer.Option(help="Property (or demographics column) with income.")],
+    income_measure: Annotated[str, typer.Option(help="What the income figure is, e.g. median_household_income.")] = "median_household_income",
+    demographics: Annotated[Optional[Path], typer.Option(help="CSV of demographics to join on --join-field.")] = None,
+    join_field: Annotated[Optional[str], typer.Option(help="Demographics column matching --id-field.")] = None,
+    timezone_name: Annotated[str, typer.Option("--timezone", help="The city's time zone.")] = "America/Chicago",
+    workdir: WorkdirOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Load a real city from a GeoJSON of polygons and an optional demographics table."""
+    from mobility.city.load import load_city
+
+    wd = _setup(workdir, verbose)
+    info = load_city(
+        wd, geojson, demographics, id_field=id_field, name_field=name_field,
+        population_field=population_field, income_field=income_field,
+        income_measure=income_measure, join_field=join_field, timezone=timezone_name,
+    )
+    out.print(f"city written to {wd.city}: {info}")
+
+
+@city_app.command("chicago")
+def city_chicago(
+    shared_data: Annotated[Path, typer.Option(help="The shared data folder holding geo/chicago-community-areas/.")] = Path("../shared/data"),
+    workdir: WorkdirOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Load Chicago's 77 community areas with per-capita income (a real-city preset)."""
+    from mobility.city.load import load_chicago
+
+    wd = _setup(workdir, verbose)
+    info = load_chicago(wd, shared_data)
+    out.print(f"city written to {wd.city}: {info}")
+
+
+# --- partners ---------------------------------------------------------------------------------
+
+@partners_app.command("list")
+def partners_list(registry: Annotated[Optional[Path], typer.Option(help="Registry file (default: partners.yaml).")] = None) -> None:
+    """List partners and feeds from the registry (validating it)."""
+    from mobility.registry import load_registry
+
+    reg = load_registry(registry)
+    table = Table("partner", "kind", "feed", "protocol", "schedule", "contract", "credential")
+    for p, f in reg.feeds():
+        table.add_row(p.id, p.kind, f.feed, f.protocol, f.schedule, f.contract, f.credential or "-")
+    out.print(table)
+
+
+@partners_app.command("serve")
+def partners_serve(
+    workdir: WorkdirOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (keep it local).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    seed: Annotated[int, typer.Option(help="World seed (trips, fleets).")] = 7,
+    scale: Annotated[float, typer.Option(help="Multiply every operator's trip volume.")] = 1.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the local partner simulator (MDS 2.0, GBFS 2.3/3.0, GTFS) in the foreground."""
+    from mobility.simulator.server import serve
+
+    wd = _setup(workdir, verbose)
+    if not wd.neighborhoods.exists():
+        raise typer.BadParameter(f"no city in {wd.city}: run `mobility city generate` first", param_hint="--workdir")
+    serve(wd, host=host, port=port, seed=seed, scale=scale)
+
+
+# --- pipeline ---------------------------------------------------------------------------------
+
+@app.command()
+def ingest(
+    start: Annotated[str, typer.Option(help="First UTC hour, YYYY-MM-DD or YYYY-MM-DDTHH.")],
+    end: Annotated[str, typer.Option(help="End (exclusive), YYYY-MM-DD or YYYY-MM-DDTHH.")],
+    partner: Annotated[Optional[list[str]], typer.Option(help="Partner id (repeatable; default: every partner with the feed).")] = None,
+    feed: Annotated[str, typer.Option(help="Feed kind.")] = "mds_trips",
+    workdir: WorkdirOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Pull hourly MDS windows from partners and land them under contract."""
+    from mobility.pipeline import ingest_range
+    from mobility.report import format_ingest_summary
+
+    wd = _setup(workdir, verbose)
+    summary = ingest_range(wd, _parse_hour(start), _parse_hour(end), partners=partner, feed=feed)
+    out.print(format_ingest_summary(summary))
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    workdir: WorkdirOpt = None,
+    publish: Annotated[bool, typer.Option(help="Run the publish gate and publish if it passes.")] = True,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build the warehouse with dbt, gate the marts, and publish the analyst warehouse."""
+    from mobility.pipeline import build_and_publish
+    from mobility.report import format_build_summary
+
+    wd = _setup(workdir, verbose)
+    result = build_and_publish(wd, publish=publish)
+    out.print(format_build_summary(result))
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run on the published warehouse (read-only).")],
+    workdir: WorkdirOpt = None,
+    internal: Annotated[bool, typer.Option(help="Query the restricted internal warehouse instead (city staff only).")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run SQL on the published analyst warehouse."""
+    import duckdb
+
+    wd = _setup(workdir)
+    path = wd.warehouse if internal else wd.published_db
+    if not path.exists():
+        console.print(f"[red]no warehouse at {path}: run `mobility demo` or `mobility build` first[/red]")
+        raise typer.Exit(2)
+    with duckdb.connect(str(path), read_only=True) as con:
+        try:
+            rel = con.sql(sql)
+        except duckdb.Error as exc:
+            console.print(f"[red]query failed: {exc}[/red]")
+            raise typer.Exit(1) from None
+        if rel is None:
+            return
+        cols, rows = rel.columns, rel.fetchall()
+    if fmt == "json":
+        out.print_json(json.dumps([dict(zip(cols, r)) for r in rows], default=str))
+    elif fmt == "csv":
+        import csv, sys
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        table = Table(*cols)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        out.print(table)
+
+
+@app.command()
+def status(workdir: WorkdirOpt = None) -> None:
+    """Feed health and the state of the last build, gate and publication."""
+    from mobility.report import collect_status, format_status
+
+    wd = _setup(workdir)
+    out.print(format_status(collect_status(wd)))
+
+
+@app.command()
+def demo(
+    workdir: WorkdirOpt = None,
+    start: Annotated[str, typer.Option(help="First simulated day (UTC date; the week runs from here).")] = "2026-11-02",
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 7,
+    seed: Annotated[int, typer.Option(help="Seed for the city and the partners' world.")] = 7,
+    neighborhoods: Annotated[int, typer.Option(help="Neighborhoods in the generated city.")] = 80,
+    scale: Annotated[float, typer.Option(help="Multiply every operator's trip volume.")] = 1.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the demo consortium end to end: city, simulator, ingest, dbt, gate, publish."""
+    from mobility.demo import run_demo
+    from mobility.report import format_demo_summary
+
+    wd = _setup(workdir, verbose)
+    first = _parse_day(start)
+    result = run_demo(wd, start=first, end=first + timedelta(days=days), seed=seed,
+                      n_neighborhoods=neighborhoods, scale=scale)
+    out.print(format_demo_summary(result))
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

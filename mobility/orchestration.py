@@ -1,0 +1,127 @@
+"""Airflow DAGs generated from the partner registry.
+
+The DAG files in `dags/` only call these factories. Each task calls one function of
+`mobility.pipeline`, imported inside the task so parsing a DAG file stays cheap.
+One DAG per partner feed, on the schedule of its kind; every ingest task emits the Asset of
+its feed, and the warehouse DAG is scheduled on those Assets (not on clock offsets).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
+
+from mobility.registry import Feed, Partner, load_registry
+
+log = logging.getLogger(__name__)
+
+CRON = {"every_5_minutes": "*/5 * * * *", "hourly": "0 * * * *", "daily": "0 0 * * *"}
+START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
+WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the warehouse file
+
+# Feed kinds whose ingest step exists; the others get their DAGs when their connector lands.
+SUPPORTED_FEEDS = ("mds_trips", "mds_events")
+
+DEFAULT_ARGS = {
+    "owner": "mobility-office",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+}
+
+
+def feed_asset(partner_id: str, feed: str) -> Asset:
+    return Asset(name=f"bronze.{feed}.{partner_id}", uri=f"mobility://lake/bronze/{feed}/{partner_id}")
+
+
+def ingest_dag_id(partner_id: str, feed: str) -> str:
+    return f"ingest__{partner_id}__{feed}"
+
+
+def _ingest_dag(partner: Partner, feed: Feed) -> DAG:
+    asset = feed_asset(partner.id, feed.feed)
+    with DAG(
+        dag_id=ingest_dag_id(partner.id, feed.feed),
+        description=f"{partner.name}: {feed.feed} over {feed.protocol}, {feed.schedule}",
+        doc_md=(
+            f"Pulls **{feed.feed}** from **{partner.name}** ({feed.protocol}) one window per run, "
+            f"checks it against contract `{feed.contract}` and lands it in the lake. "
+            f"Emits asset `{asset.name}`; generated from `partners.yaml`."
+        ),
+        schedule=CronDataIntervalTimetable(CRON[feed.schedule], timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=4,
+        default_args=DEFAULT_ARGS,
+        tags=["ingest", partner.id, feed.feed, feed.protocol],
+    ) as dag:
+
+        @task(task_id="ingest_window", outlets=[asset])
+        def ingest_window(partner_id: str, feed_kind: str, data_interval_start=None) -> dict:
+            from mobility.pipeline import ingest_window_or_fail
+
+            return ingest_window_or_fail(partner_id, feed_kind, data_interval_start)
+
+        ingest_window(partner.id, feed.feed)
+    return dag
+
+
+def ingest_dags() -> dict[str, DAG]:
+    """One DAG per supported (partner, feed) in the registry, keyed by dag_id."""
+    registry = load_registry()
+    dags = {}
+    for partner, feed in registry.feeds():
+        if feed.feed not in SUPPORTED_FEEDS:
+            log.debug("no ingest DAG yet for %s/%s", partner.id, feed.feed)
+            continue
+        dag = _ingest_dag(partner, feed)
+        dags[dag.dag_id] = dag
+    return dags
+
+
+def warehouse_dag() -> DAG:
+    registry = load_registry()
+    assets = [feed_asset(p.id, f.feed) for p, f in registry.feeds() if f.feed in SUPPORTED_FEEDS]
+    schedule = assets[0]
+    for a in assets[1:]:
+        schedule = schedule | a  # any new batch triggers a build
+    with DAG(
+        dag_id="warehouse",
+        description="dbt build -> publish gate -> publish, whenever a feed lands a batch",
+        doc_md=(
+            "Builds the DuckDB warehouse with dbt when any ingest DAG lands a batch, runs the "
+            "Great Expectations publish gate on the marts, and publishes the read-only analyst "
+            "warehouse only if the gate passes; the last good publication stays otherwise."
+        ),
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 1},
+        tags=["warehouse"],
+    ) as dag:
+
+        @task(task_id="dbt_build", pool=WAREHOUSE_POOL)
+        def dbt_build() -> None:
+            from mobility.pipeline import build_warehouse
+
+            build_warehouse()
+
+        @task(task_id="publish_gate", pool=WAREHOUSE_POOL)
+        def publish_gate() -> dict:
+            from mobility.pipeline import gate_marts
+
+            return gate_marts(enforce=True)
+
+        @task(task_id="publish", pool=WAREHOUSE_POOL)
+        def publish() -> dict:
+            from mobility.pipeline import publish_marts
+
+            return publish_marts()
+
+        dbt_build() >> publish_gate() >> publish()
+    return dag

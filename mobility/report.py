@@ -1,0 +1,100 @@
+"""What people read: feed health from the manifests, gate and publication state, run summaries."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+
+from mobility.settings import Workdir
+
+
+def _latest_json(folder: Path) -> dict | None:
+    files = sorted(folder.glob("*.json"))
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def collect_status(wd: Workdir) -> dict:
+    feeds: dict[tuple[str, str], dict] = defaultdict(lambda: {"outcomes": Counter(), "rows_accepted": 0, "rows_rejected": 0, "last_window": None, "last_error": None})
+    for path in wd.manifests.glob("*/*/*.json"):
+        m = json.loads(path.read_text())
+        entry = feeds[(m["partner_id"], m["feed"])]
+        entry["outcomes"][m["outcome"]] += 1
+        entry["rows_accepted"] += m["rows_accepted"]
+        entry["rows_rejected"] += m["rows_rejected"]
+        if m["outcome"] in ("accepted", "partial", "empty") and (entry["last_window"] or "") < m["window_start"]:
+            entry["last_window"] = m["window_start"]
+        if m["outcome"] in ("rejected", "error"):
+            entry["last_error"] = m["error"]
+    publication = wd.published / "publication.json"
+    return {
+        "workdir": str(wd.root),
+        "feeds": {f"{p}/{f}": {**v, "outcomes": dict(v["outcomes"])} for (p, f), v in sorted(feeds.items())},
+        "last_gate": _latest_json(wd.gates / "publish"),
+        "data_docs": str(wd.gates / "data_docs" / "index.html") if (wd.gates / "data_docs").exists() else None,
+        "publication": json.loads(publication.read_text()) if publication.exists() else None,
+        "published_db": str(wd.published_db) if wd.published_db.exists() else None,
+    }
+
+
+def format_status(status: dict) -> Group:
+    table = Table("partner/feed", "batches", "accepted", "partial", "rejected", "errors", "rows landed", "rows quarantined", "latest good window", title="Feed health")
+    for key, v in status["feeds"].items():
+        o = v["outcomes"]
+        table.add_row(key, str(sum(o.values())), str(o.get("accepted", 0)), str(o.get("partial", 0)),
+                      str(o.get("rejected", 0)), str(o.get("error", 0)), f"{v['rows_accepted']:,}",
+                      f"{v['rows_rejected']:,}", v["last_window"] or "-")
+    gate = status["last_gate"]
+    lines = [table]
+    if gate:
+        verdict = "PASSED" if gate.get("success") else "FAILED"
+        lines.append(f"Publish gate: {verdict} at {gate.get('run_time', '?')} ({gate.get('evaluated', '?')} expectations)")
+    else:
+        lines.append("Publish gate: not run yet")
+    lines.append(f"Data Docs: {status['data_docs'] or 'not built yet'}")
+    pub = status["publication"]
+    lines.append(f"Published warehouse: {status['published_db']} (published {pub.get('published_at')})" if pub else "Published warehouse: none yet")
+    return Group(*lines)
+
+
+def format_ingest_summary(s: dict) -> str:
+    text = (f"{s['feed']}: {s['batches']} batches from {', '.join(s['partners'])}; outcomes {s['outcomes']}; "
+            f"rows received {s['rows_received']:,}, landed {s['rows_accepted']:,}, quarantined {s['rows_rejected']:,}")
+    if s["failed"]:
+        text += "\nFailures:\n  " + "\n  ".join(s["failed"][:20])
+    return text
+
+
+def format_build_summary(r: dict) -> str:
+    lines = [f"dbt build: {r['build']}"]
+    if r.get("gate") is not None:
+        lines.append(f"publish gate: {'passed' if r['gate'].get('success') else 'FAILED'}: {r['gate'].get('message', '')}".rstrip(": "))
+    if r.get("publication"):
+        lines.append(f"published: {r['publication']}")
+    elif r.get("gate") is not None:
+        lines.append("published: nothing new; the last good publication stays in place")
+    return "\n".join(lines)
+
+
+def format_demo_summary(r: dict) -> Group:
+    ing = r["ingest"]
+    lines = [
+        f"[bold]Mobility Commons demo[/bold] ({r['seconds']} s): {r['period'][0][:10]} to {r['period'][1][:10]}, workdir {r['workdir']}",
+        f"City: {r['city']}",
+        f"Partners pulled: {', '.join(ing['partners'])} ({ing['feed']})",
+        f"Batches: {ing['batches']} {ing['outcomes']}; rows received {ing['rows_received']:,}, "
+        f"landed {ing['rows_accepted']:,}, quarantined {ing['rows_rejected']:,}",
+        format_build_summary(r["build"]),
+        f"Published warehouse: {r['published']}",
+    ]
+    if r["example_answer"]:
+        t = Table(*r["example_answer"]["columns"], title="Example: trips per 1,000 residents, equity zones vs the rest")
+        for row in r["example_answer"]["rows"]:
+            t.add_row(*(str(v) for v in row))
+        lines += [f"Example query:\n{r['example_query']}", t]
+    if ing["failed"]:
+        lines.append("[red]Failures:[/red]\n  " + "\n  ".join(ing["failed"][:20]))
+    return Group(*lines)
