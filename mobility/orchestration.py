@@ -23,7 +23,7 @@ START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the warehouse file
 
 # Feed kinds whose ingest step exists; the others get their DAGs when their connector lands.
-SUPPORTED_FEEDS = ("mds_trips", "mds_events")
+SUPPORTED_FEEDS = ("mds_trips",)
 
 DEFAULT_ARGS = {
     "owner": "mobility-office",

@@ -76,7 +76,7 @@ def ingest_mds_hour(
 
 
 # Ingest steps by feed kind; the Airflow DAGs and `mobility ingest` find them here.
-INGEST_STEPS = {"mds_trips": ingest_mds_hour, "mds_events": ingest_mds_hour}
+INGEST_STEPS = {"mds_trips": ingest_mds_hour}
 
 FAILED_OUTCOMES = ("rejected", "error")
 

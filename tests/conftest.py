@@ -1,0 +1,30 @@
+"""Shared test setup: Airflow kept inside a temporary home, the shared data folder located."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Airflow reads its configuration at import time: point it at a throw-away home before any test
+# imports it, so tests never touch ~/airflow and never load the example DAGs.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mobility-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).resolve().parents[1] / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("MOBILITY_SHARED_DATA") or PROJECT_ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public files in ../shared/data; tests that need them skip, saying so, if absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set MOBILITY_SHARED_DATA): real-file tests not run")
+    return path
