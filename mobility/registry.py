@@ -137,6 +137,10 @@ class Partner(BaseModel):
                 return f
         raise KeyError(f"partner '{self.id}' has no feed '{kind}'")
 
+    def feed_by_protocol(self, protocol: str) -> Feed | None:
+        """The first feed of this partner speaking `protocol` (they share endpoint and credential)."""
+        return next((f for f in self.feeds if f.protocol == protocol), None)
+
 
 class Consortium(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

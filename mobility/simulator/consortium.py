@@ -1,7 +1,7 @@
 """Who the demo partners are and how each one behaves in the simulated world.
 
-``load_demo_partners`` is a deliberately minimal reader of ``partners.yaml`` (the real loader,
-``mobility.registry``, validates it; the simulator only needs ids, kinds and feed settings).
+The simulator serves the partners of the registry (``partners.yaml``), so a partner added there
+is simulated too once it has a behaviour here.
 ``DEFAULT_BEHAVIOUR`` holds what a real partner's data would reveal: fleet sizes, demand, and the
 planted equity gap (operators deploy proportionally fewer vehicles in equity zones).
 """
@@ -13,56 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mobility.registry import Partner, load_registry
 
 
-@dataclass(frozen=True)
-class FeedSpec:
-    feed: str
-    protocol: str
-    version: str | None = None
-    credential: str | None = None
-    drop_folder: str | None = None
-    filename_pattern: str | None = None
+PartnerSpec = Partner
 
 
-@dataclass(frozen=True)
-class PartnerSpec:
-    id: str
-    kind: str
-    name: str = ""
-    mds_provider_id: str | None = None
-    feeds: tuple[FeedSpec, ...] = ()
-
-    def feed(self, protocol: str) -> FeedSpec | None:
-        """The first feed of this partner speaking ``protocol`` (mds, gbfs, gtfs, file_drop)."""
-        return next((f for f in self.feeds if f.protocol == protocol), None)
-
-
-def load_demo_partners(path: str | Path) -> dict[str, PartnerSpec]:
-    """Partners from ``partners.yaml``, keyed by id (minimal parse; no validation)."""
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    partners: dict[str, PartnerSpec] = {}
-    for p in doc.get("partners") or []:
-        feeds = tuple(
-            FeedSpec(
-                feed=str(f["feed"]),
-                protocol=str(f["protocol"]),
-                version=None if f.get("version") is None else str(f["version"]),
-                credential=f.get("credential"),
-                drop_folder=f.get("drop_folder"),
-                filename_pattern=f.get("filename_pattern"),
-            )
-            for f in p.get("feeds") or []
-        )
-        partners[str(p["id"])] = PartnerSpec(
-            id=str(p["id"]),
-            kind=str(p["kind"]),
-            name=str(p.get("name", p["id"])),
-            mds_provider_id=p.get("mds_provider_id"),
-            feeds=feeds,
-        )
-    return partners
+def load_demo_partners(path: str | Path) -> dict[str, Partner]:
+    """Partners from the registry (validated), keyed by id."""
+    return {p.id: p for p in load_registry(path).partners}
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def drop_files(
     world = world or World(wd, seed, demo_behaviour(partners, scale))
     written: list[Path] = []
     for pid, spec in partners.items():
-        feed = spec.feed("file_drop")
+        feed = spec.feed_by_protocol("file_drop")
         if feed is None or pid not in world.behaviour:
             continue
         if spec.kind == "ridehail":

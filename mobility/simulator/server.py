@@ -136,7 +136,7 @@ def create_app(
     # ---------------------------------------------------------------- plumbing
     def partner_feed(partner: str, protocol: str):
         spec = partners.get(partner)
-        feed = spec.feed(protocol) if spec else None
+        feed = spec.feed_by_protocol(protocol) if spec else None
         if feed is None:
             raise HttpError(404, "not_found", f"partner {partner!r} has no {protocol} feed")
         return spec, feed
