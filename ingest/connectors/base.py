@@ -65,7 +65,7 @@ def _wait(state: RetryCallState) -> float:
             return min(float(exc.response.headers.get("Retry-After", "1")), 30.0)
         except ValueError:
             return 1.0
-    return wait_exponential_jitter(initial=0.5, max=8.0)(state)
+    return wait_exponential_jitter(multiplier=0.5, max=8.0)(state)
 
 
 def _log_retry(state: RetryCallState) -> None:
