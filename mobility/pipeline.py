@@ -151,7 +151,7 @@ def build_warehouse(workdir: Workdir | None = None) -> dict:
 
     wd = workdir or Workdir.resolve()
     install_spatial()
-    return run_dbt(wd, args=("build",))
+    return run_dbt(wd, args=("build",)).summary()
 
 
 def gate_marts(workdir: Workdir | None = None, *, enforce: bool = True) -> dict:

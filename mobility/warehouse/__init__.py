@@ -1,0 +1,1 @@
+"""The warehouse: the dbt build runner (single writer) and the atomic analyst publication."""
