@@ -37,7 +37,10 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")]
 
 
 def _setup(workdir: Optional[Path], verbose: bool = False) -> Workdir:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setLevel(level)  # filter at the handler: some libraries (GX) force INFO on their loggers
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
     wd = Workdir.resolve(workdir)
     wd.root.mkdir(parents=True, exist_ok=True)
     os.environ.update(wd.env())
@@ -233,7 +236,7 @@ def status(workdir: WorkdirOpt = None) -> None:
 @app.command()
 def demo(
     workdir: WorkdirOpt = None,
-    start: Annotated[str, typer.Option(help="First simulated day (UTC date; the week runs from here).")] = "2026-11-02",
+    start: Annotated[str, typer.Option(help="First simulated day, a local date in the consortium's time zone.")] = "2026-11-02",
     days: Annotated[int, typer.Option(help="Simulated days.")] = 7,
     seed: Annotated[int, typer.Option(help="Seed for the city and the partners' world.")] = 7,
     neighborhoods: Annotated[int, typer.Option(help="Neighborhoods in the generated city.")] = 80,
@@ -241,13 +244,19 @@ def demo(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the demo consortium end to end: city, simulator, ingest, dbt, gate, publish."""
+    from zoneinfo import ZoneInfo
+
     from mobility.demo import run_demo
+    from mobility.registry import load_registry
     from mobility.report import format_demo_summary
 
     wd = _setup(workdir, verbose)
-    first = _parse_day(start)
-    result = run_demo(wd, start=first, end=first + timedelta(days=days), seed=seed,
-                      n_neighborhoods=neighborhoods, scale=scale)
+    # Simulate whole local days: the marts count by the city's calendar day.
+    tz = ZoneInfo(load_registry().consortium.timezone)
+    first_day = date.fromisoformat(start)
+    first = datetime.combine(first_day, time(0), tzinfo=tz).astimezone(timezone.utc)
+    last = datetime.combine(first_day + timedelta(days=days), time(0), tzinfo=tz).astimezone(timezone.utc)
+    result = run_demo(wd, start=first, end=last, seed=seed, n_neighborhoods=neighborhoods, scale=scale)
     out.print(format_demo_summary(result))
     if not result["ok"]:
         raise typer.Exit(1)

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 EXAMPLE_QUERY = """
 select trip_date,
-       round(trips_per_1000_equity_zones, 2) as equity_zones,
-       round(trips_per_1000_rest, 2)         as rest_of_city,
-       round(equity_ratio, 2)                as ratio
+       round(equity_zone_trips_per_1000_residents, 2) as equity_zones,
+       round(other_trips_per_1000_residents, 2)       as rest_of_city,
+       round(equity_ratio, 2)                         as ratio
 from mart_equity_trips_daily
 order by trip_date
 """.strip()

@@ -69,12 +69,19 @@ def format_ingest_summary(s: dict) -> str:
 
 
 def format_build_summary(r: dict) -> str:
-    lines = [f"dbt build: {r['build']}"]
-    if r.get("gate") is not None:
-        lines.append(f"publish gate: {'passed' if r['gate'].get('success') else 'FAILED'}: {r['gate'].get('message', '')}".rstrip(": "))
-    if r.get("publication"):
-        lines.append(f"published: {r['publication']}")
-    elif r.get("gate") is not None:
+    b = r["build"]
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(b["statuses"].items()))
+    lines = [f"dbt build: {'ok' if b['success'] else 'FAILED'}, {b['nodes']} nodes ({statuses}) in {b['elapsed_s']} s"]
+    gate = r.get("gate")
+    if gate is not None:
+        verdict = "passed" if gate.get("success") else "FAILED"
+        detail = gate.get("message") or ""
+        lines.append(f"publish gate: {verdict}" + (f": {detail}" if detail and not gate.get("success") else ""))
+    pub = r.get("publication")
+    if pub:
+        tables = ", ".join(f"{t} ({n:,} rows)" for t, n in pub["tables"].items())
+        lines.append(f"published (k = {pub['k']}): {tables}")
+    elif gate is not None:
         lines.append("published: nothing new; the last good publication stays in place")
     return "\n".join(lines)
 
@@ -83,7 +90,7 @@ def format_demo_summary(r: dict) -> Group:
     ing = r["ingest"]
     lines = [
         f"[bold]Mobility Commons demo[/bold] ({r['seconds']} s): {r['period'][0][:10]} to {r['period'][1][:10]}, workdir {r['workdir']}",
-        f"City: {r['city']}",
+        f"City: {r['city'].name}, {r['city'].n_neighborhoods} neighborhoods, {r['city'].population_total:,} residents",
         f"Partners pulled: {', '.join(ing['partners'])} ({ing['feed']})",
         f"Batches: {ing['batches']} {ing['outcomes']}; rows received {ing['rows_received']:,}, "
         f"landed {ing['rows_accepted']:,}, quarantined {ing['rows_rejected']:,}",

@@ -91,12 +91,24 @@ def test_published_counts_are_truth_or_suppressed(demo, truth):
 
 
 def test_planted_equity_gap_is_visible(demo, truth):
+    """Operators deploy fewer vehicles in equity zones: trips per resident there are far lower."""
     wd, _ = demo
-    with duckdb.connect(str(wd.published_db), read_only=True) as con:
+    with duckdb.connect(str(wd.warehouse), read_only=True) as con:
         ratios = con.sql("select trip_date, equity_ratio from mart_equity_trips_daily order by trip_date").fetchall()
     # full local days only (the window starts and ends mid-day in Chicago time)
     full = [r for d, r in ratios if START.astimezone(TZ).date() < d < END.astimezone(TZ).date()]
     assert full and all(r < 0.75 for r in full), ratios
+
+    # the same gap, independently from the simulator's trips and the city's population
+    import pyarrow.parquet as pq
+
+    city = pq.read_table(wd.neighborhoods).to_pylist()
+    pop = {c["neighborhood_id"]: (c["population"], c["equity_zone"]) for c in city}
+    trips = {True: 0, False: 0}
+    for (nbhd, _day), n in truth.items():
+        trips[pop[nbhd][1]] += n
+    residents = {z: sum(p for p, e in pop.values() if e == z) for z in (True, False)}
+    assert (trips[True] / residents[True]) / (trips[False] / residents[False]) < 0.75
 
 
 def test_airflow_dags_publish_the_same_numbers_for_one_day(demo, tmp_path):
