@@ -146,12 +146,14 @@ def ingest_range(
 
 def build_warehouse(workdir: Workdir | None = None) -> dict:
     """dbt build (models and their tests) into the warehouse; the single writer."""
-    from mobility.spatial import install_spatial
     from mobility.warehouse.build import run_dbt
 
+    import json
+
     wd = workdir or Workdir.resolve()
-    install_spatial()
-    return run_dbt(wd, args=("build",)).summary()
+    # local days and hours follow the city's own time zone (city.json), whatever city is loaded
+    timezone_name = json.loads(wd.city_meta.read_text())["timezone"]
+    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name}).summary()
 
 
 def gate_marts(workdir: Workdir | None = None, *, enforce: bool = True) -> dict:

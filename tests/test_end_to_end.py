@@ -111,13 +111,12 @@ def test_planted_equity_gap_is_visible(demo, truth):
     assert (trips[True] / residents[True]) / (trips[False] / residents[False]) < 0.75
 
 
-def test_airflow_dags_publish_the_same_numbers_for_one_day(demo, tmp_path):
+def test_airflow_dags_publish_the_same_numbers_for_one_day(tmp_path):
     """One simulated day through the real DAGs (dag.test, SQLite metadata) vs the demo's numbers."""
     from mobility.airflow_runtime import airflow_env
     from mobility.city.generate import generate_city
     from mobility.demo import ensure_demo_secrets, simulator_process
 
-    demo_wd, _ = demo
     wd = Workdir.resolve(tmp_path / "airflow-run")
     generate_city(wd, seed=SEED, n_neighborhoods=NEIGHBORHOODS)
     ensure_demo_secrets()
@@ -136,19 +135,16 @@ def test_airflow_dags_publish_the_same_numbers_for_one_day(demo, tmp_path):
     assert states["ingest__zoomride__mds_trips"] == {"success": 24}
     assert states["warehouse"] == {"success": 1}
 
-    # The demo loaded two days; compare the local days wholly inside the Airflow day's trips
-    # by recomputing the demo's count from its bronze files restricted to the same end-time window.
-    query = """
-        select neighborhood_id, trip_date, trips_started from mart_trips_per_neighborhood_day
-        where trips_started is not null order by all
-    """
-    with duckdb.connect(str(wd.published_db), read_only=True) as con:
-        airflow_rows = con.sql(query).fetchall()
-    assert airflow_rows
-    with duckdb.connect(str(wd.warehouse), read_only=True) as con:
-        airflow_trips = con.sql("select count(*) from fct_trips").fetchone()[0]
-    with duckdb.connect(str(demo_wd.warehouse), read_only=True) as con:
-        demo_trips = con.sql(
-            "select count(*) from fct_trips where end_at >= ? and end_at < ?", params=[day_start, day_end]
-        ).fetchone()[0]
-    assert airflow_trips == demo_trips
+    # `mobility demo` for the same day, in its own workdir, must publish identical tables.
+    from mobility.demo import run_demo
+
+    demo_day = Workdir.resolve(tmp_path / "demo-day")
+    assert run_demo(demo_day, start=day_start, end=day_end, seed=SEED, n_neighborhoods=NEIGHBORHOODS,
+                    scale=SCALE, progress=False)["ok"]
+    for table in ("mart_trips_per_neighborhood_day", "mart_equity_trips_daily"):
+        query = f"select * from {table} order by all"
+        with duckdb.connect(str(wd.published_db), read_only=True) as con:
+            via_airflow = con.sql(query).fetchall()
+        with duckdb.connect(str(demo_day.published_db), read_only=True) as con:
+            via_demo = con.sql(query).fetchall()
+        assert via_airflow and via_airflow == via_demo, table

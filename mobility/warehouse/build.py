@@ -80,37 +80,6 @@ class DbtResult:
         }
 
 
-def ensure_spatial() -> None:
-    """Make `LOAD spatial` work offline (dbt-duckdb's `extensions: [spatial]` runs INSTALL + LOAD).
-
-    Uses ``mobility.spatial.install_spatial`` when available; otherwise installs the extension
-    shipped in the duckdb-extension-spatial wheel, since it cannot be downloaded here.
-    """
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute("LOAD spatial")
-        return
-    except duckdb.Error:
-        pass
-    finally:
-        con.close()
-    try:
-        from mobility.spatial import install_spatial
-    except ImportError:
-        import duckdb_extension_spatial
-
-        ext = next(Path(duckdb_extension_spatial.__file__).parent.glob(f"extensions/v{duckdb.__version__}/spatial.duckdb_extension"))
-        con = duckdb.connect()
-        try:
-            con.execute(f"INSTALL '{ext}'")
-        finally:
-            con.close()
-    else:
-        install_spatial()
-
-
 def dbt_paths(workdir: Workdir) -> tuple[Path, Path]:
     """dbt's target and log folders for this workdir (DIR/dbt/target, DIR/dbt/logs)."""
     return workdir.dbt_target, workdir.root / "dbt" / "logs"
@@ -136,7 +105,10 @@ def run_dbt(
     timeout_s: float | None = 3600,
 ) -> DbtResult:
     """Run ``dbt <args>`` against the workdir's warehouse; raise DbtBuildError on failure unless check=False."""
+    from mobility.spatial import install_spatial
+
     wd = workdir if isinstance(workdir, Workdir) else Workdir.resolve(workdir)
+    install_spatial()  # dbt-duckdb's `extensions: [spatial]` then loads it without a download
     target_path, log_path = dbt_paths(wd)
     target_path.mkdir(parents=True, exist_ok=True)
     log_path.mkdir(parents=True, exist_ok=True)
