@@ -157,10 +157,9 @@ def built_lake(tmp_path_factory) -> Workdir:
     Test modules import this fixture, which makes one fixture definition per module; the cache
     keeps it to a single dbt build per session anyway. Tests must not modify it.
     """
-    from mobility.warehouse.build import ensure_spatial, run_dbt
+    from mobility.warehouse.build import run_dbt
 
     if "lake" not in _BUILT:
-        ensure_spatial()
         wd = write_lake(tmp_path_factory.mktemp("lake"))
         run_dbt(wd, args=("build",))
         _BUILT["lake"] = wd
