@@ -26,6 +26,12 @@ partners_app = typer.Typer(help="The consortium's partners: list them, or run th
 app.add_typer(city_app, name="city")
 app.add_typer(partners_app, name="partners")
 
+
+def _register_airflow() -> None:
+    from mobility.cli_airflow import app as airflow_app  # light: Airflow is imported inside its commands
+
+    app.add_typer(airflow_app, name="airflow")
+
 console = Console(stderr=True)
 out = Console()
 
@@ -260,6 +266,9 @@ def demo(
     out.print(format_demo_summary(result))
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+_register_airflow()
 
 
 def main() -> None:  # pragma: no cover - console entry point
