@@ -164,3 +164,91 @@ def built_lake(tmp_path_factory) -> Workdir:
         run_dbt(wd, args=("build",))
         _BUILT["lake"] = wd
     return _BUILT["lake"]
+
+
+# ---------------------------------------------------------------------------- in-memory marts
+
+# small hand-made marts for suppression tests, without a lake or a dbt build:
+# (neighborhood_id, population, equity_zone)
+MART_NEIGHBORHOODS = [(1, 1000, True), (2, 1000, True), (3, 1000, True), (4, 1000, True),
+                      (5, 2000, False), (6, 2000, False), (7, 2000, False), (8, 2000, False)]
+
+
+def mart_connection(cells: dict[tuple[int, str, str], int], neighborhoods=MART_NEIGHBORHOODS):
+    """An in-memory DuckDB holding the two marts, shaped as the dbt models build them.
+
+    ``cells`` maps (neighborhood_id, day, mode) -> trips started; every neighborhood gets a row
+    for every day and mode that appears in ``cells`` (missing ones are 0), as in the real mart.
+    """
+    import duckdb
+
+    days = sorted({d for _, d, _ in cells})
+    modes = sorted({m for _, _, m in cells})
+    rows = [
+        (nid, day, mode, cells.get((nid, day, mode), 0), pop, eq)
+        for nid, pop, eq in neighborhoods for day in days for mode in modes
+    ]
+    con = duckdb.connect()
+    con.execute(
+        "create table cells (neighborhood_id integer, trip_date date, mode varchar, trips_started bigint, "
+        "population bigint, equity_zone boolean)"
+    )
+    con.executemany("insert into cells values (?, ?, ?, ?, ?, ?)", rows)
+    con.execute(
+        """create table mart_trips_per_neighborhood_day as
+        select neighborhood_id, 'N' || neighborhood_id as neighborhood_name, trip_date, mode, trips_started,
+            population, round(trips_started * 1000.0 / nullif(population, 0), 4) as trips_per_1000_residents,
+            1 as income_quintile, equity_zone
+        from cells"""
+    )
+    con.execute(
+        """create table mart_equity_trips_daily as
+        with z as (
+            select trip_date, mode,
+                cast(sum(trips_started) filter (where equity_zone) as bigint) as equity_zone_trips_started,
+                cast(sum(population) filter (where equity_zone) as bigint) as equity_zone_population,
+                cast(sum(trips_started) filter (where not equity_zone) as bigint) as other_trips_started,
+                cast(sum(population) filter (where not equity_zone) as bigint) as other_population
+            from cells group by trip_date, mode
+        ), r as (
+            select *, equity_zone_trips_started * 1000.0 / nullif(equity_zone_population, 0) as eq_rate,
+                other_trips_started * 1000.0 / nullif(other_population, 0) as other_rate
+            from z
+        )
+        select trip_date, mode, equity_zone_trips_started, equity_zone_population,
+            round(eq_rate, 4) as equity_zone_trips_per_1000_residents, other_trips_started, other_population,
+            round(other_rate, 4) as other_trips_per_1000_residents,
+            round(eq_rate / nullif(other_rate, 0), 4) as equity_ratio
+        from r"""
+    )
+    con.execute("drop table cells")
+    return con
+
+
+def expected_suppression(
+    cells: dict[tuple[int, str, str], int], equity: dict[int, bool], k: int
+) -> tuple[set[tuple[int, str, str]], set[tuple[str, str, bool]]]:
+    """The rule, written independently of the SQL: (hidden cells, hidden totals (day, mode, equity_zone)).
+
+    Per group (day, mode, equity_zone): cells in 1..k-1 are hidden; while fewer than two cells are
+    hidden or they add up to less than k, the smallest positive visible cell (ties: lowest
+    neighborhood id) is hidden too; a group left short with no such cell hides its total.
+    """
+    groups: dict[tuple[str, str, bool], list[tuple[int, int]]] = {}
+    for (nid, day, mode), n in cells.items():
+        groups.setdefault((day, mode, equity[nid]), []).append((n, nid))
+    hidden_cells: set[tuple[int, str, str]] = set()
+    hidden_totals: set[tuple[str, str, bool]] = set()
+    for (day, mode, zone), members in groups.items():
+        hidden = [(n, nid) for n, nid in members if 1 <= n < k]
+        candidates = sorted((n, nid) for n, nid in members if n >= k and n > 0)
+
+        def short() -> bool:
+            return bool(hidden) and (len(hidden) < 2 or sum(n for n, _ in hidden) < k)
+
+        while short() and candidates:
+            hidden.append(candidates.pop(0))
+        if short():
+            hidden_totals.add((day, mode, zone))
+        hidden_cells |= {(nid, day, mode) for _, nid in hidden}
+    return hidden_cells, hidden_totals

@@ -78,16 +78,34 @@ def test_mart_equals_ground_truth_exactly(demo, truth):
 
 
 def test_published_counts_are_truth_or_suppressed(demo, truth):
+    """Published cells are the truth or hidden; small ones always hidden; no total gives one back."""
     wd, _ = demo
-    with duckdb.connect(str(wd.published_db), read_only=True) as con:
-        rows = con.sql("select neighborhood_id, trip_date, trips_started from mart_trips_per_neighborhood_day").fetchall()
     k = 10
-    for n, d, c in rows:
+    with duckdb.connect(str(wd.published_db), read_only=True) as con:
+        cells = con.sql(
+            "select neighborhood_id, trip_date, equity_zone, trips_started from mart_trips_per_neighborhood_day"
+        ).fetchall()
+        totals = con.sql(
+            "select trip_date, equity_zone_trips_started, other_trips_started from mart_equity_trips_daily"
+        ).fetchall()
+    hidden_by_group: Counter = Counter()
+    visible_by_group: Counter = Counter()
+    for n, d, zone, c in cells:
         expected = truth.get((n, d), 0)
         if 0 < expected < k:
             assert c is None, f"count {expected} for neighborhood {n} on {d} was published"
+        if c is None:
+            hidden_by_group[(d, zone)] += expected
         else:
             assert c == expected
+            visible_by_group[(d, zone)] += c
+    assert sum(c is not None for *_, c in cells) > len(cells) / 2, "most cells should be publishable"
+    for d, equity_total, other_total in totals:
+        for zone, total in ((True, equity_total), (False, other_total)):
+            if total is not None:
+                remainder = total - visible_by_group[(d, zone)]
+                assert remainder == hidden_by_group[(d, zone)]
+                assert remainder == 0 or remainder >= k, f"{d} zone={zone}: a total reveals {remainder}"
 
 
 def test_planted_equity_gap_is_visible(demo, truth):

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from fixtures_lake import built_lake  # noqa: F401  (session fixture)
+from fixtures_lake import DAY1, MART_NEIGHBORHOODS, built_lake, mart_connection  # noqa: F401  (session fixture)
 from mobility.gates.publish_gate import (
     EQUITY_DAILY,
     NEIGHBORHOOD_DAY,
@@ -17,6 +17,7 @@ from mobility.gates.publish_gate import (
     run_publish_gate,
 )
 from mobility.settings import Workdir
+from mobility.warehouse.suppression import SUPPRESSION, suppressed_select
 
 K = 10
 
@@ -109,12 +110,112 @@ def test_gate_that_cannot_run_is_a_failure(built_lake: Workdir, clean) -> None:
         run_publish_gate(built_lake, k=K, frames=clean[0], neighborhood_ids=clean[1], validate=broken)
 
 
+OTHER_RESIDUALS = f"{EQUITY_DAILY}__other_trips_started__residuals"
+EQUITY_RESIDUALS = f"{EQUITY_DAILY}__equity_zone_trips_started__residuals"
+
+
 def test_total_revealing_a_suppressed_cell_fails(built_lake: Workdir, clean) -> None:
     frames, ids = _copy(clean[0]), clean[1]
-    # complementary suppression forgotten: the published totals are the raw ones
-    frames[f"{EQUITY_DAILY}__published"] = frames[EQUITY_DAILY].copy()
+    published = frames[f"{NEIGHBORHOOD_DAY}__published"]
+    # day 1, rest of the city: Hilltop 3 is hidden and Lakeshore 10 is its complement
+    lakeshore = (published.neighborhood_id == 4) & (published.trip_date == pd.Timestamp(DAY1))
+    assert published.loc[lakeshore, "trips_started"].isna().all()
+    # complement forgotten: Lakeshore published, so the total 13 - 10 gives Hilltop's 3 back
+    published.loc[lakeshore, "trips_started"] = 10
     with pytest.raises(GateFailed) as err:
         run_publish_gate(built_lake, k=K, frames=frames, neighborhood_ids=ids)
     failed = _failed_types(err.value)
-    assert (f"{EQUITY_DAILY}__other_trips_started__residuals", "expect_column_values_to_not_be_in_set", "hidden_cells") in failed
-    assert (f"{EQUITY_DAILY}__other_trips_started__residuals", "expect_column_values_to_not_be_in_set", "residual") in failed
+    assert (OTHER_RESIDUALS, "expect_column_values_to_not_be_in_set", "hidden_cells") in failed
+    assert (OTHER_RESIDUALS, "expect_column_values_to_not_be_in_set", "residual") in failed
+    assert f"expect_column_values_to_not_be_in_set on {OTHER_RESIDUALS}.residual" in str(err.value)
+
+
+# hand-made marts with every case of complementary suppression (see test_warehouse.CELLS)
+MART_CELLS = {
+    (1, "2026-07-01", "scooter"): 3, (3, "2026-07-01", "scooter"): 11, (4, "2026-07-01", "scooter"): 11,
+    (5, "2026-07-01", "scooter"): 40, (6, "2026-07-01", "scooter"): 12, (8, "2026-07-01", "scooter"): 30,
+    (1, "2026-07-02", "scooter"): 2, (2, "2026-07-02", "scooter"): 4, (3, "2026-07-02", "scooter"): 30,
+    (4, "2026-07-02", "scooter"): 12, (5, "2026-07-02", "scooter"): 1, (6, "2026-07-02", "scooter"): 9,
+    (7, "2026-07-02", "scooter"): 50, (1, "2026-07-03", "scooter"): 3, (5, "2026-07-03", "scooter"): 20,
+    (6, "2026-07-03", "scooter"): 25, (7, "2026-07-03", "scooter"): 10,
+    (1, "2026-07-01", "bike"): 5, (2, "2026-07-01", "bike"): 20,
+}
+
+
+@pytest.fixture()
+def mart_frames() -> tuple[dict[str, pd.DataFrame], list[int]]:
+    con = mart_connection(MART_CELLS)
+    frames: dict[str, pd.DataFrame] = {}
+    for table in SUPPRESSION:
+        frames[table] = con.execute(f'select * from "{table}"').df()
+        columns = list(frames[table].columns)
+        frames[f"{table}__published"] = con.execute(suppressed_select(table, columns, K)).df()
+    con.close()
+    return frames, [n[0] for n in MART_NEIGHBORHOODS]
+
+
+def test_gate_passes_on_complementary_cell_suppression(tmp_path, mart_frames) -> None:
+    frames, ids = mart_frames
+    published = frames[f"{NEIGHBORHOOD_DAY}__published"]
+    assert published.trips_started.isna().sum() == 10  # 6 small cells + 4 complements
+    totals = frames[f"{EQUITY_DAILY}__published"]
+    assert totals.equity_zone_trips_started.isna().sum() == 1  # only the group with no complement left
+    result = run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    assert result.success, result.message()
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        # one small cell (3) with its complement (11) published again: 25 - 22 = 3, one hidden cell
+        (3, "2026-07-01", "scooter"),
+        # two small cells (2 + 4) without their complement (12): 48 - 42 = 6 over two hidden cells
+        (4, "2026-07-02", "scooter"),
+    ],
+)
+def test_gate_fails_when_a_complement_is_missing(tmp_path, mart_frames, cell) -> None:
+    frames, ids = mart_frames
+    frames = _copy(frames)
+    published = frames[f"{NEIGHBORHOOD_DAY}__published"]
+    nid, day, mode = cell
+    where = published.neighborhood_id.eq(nid) & published.trip_date.eq(pd.Timestamp(day)) & published["mode"].eq(mode)
+    assert where.sum() == 1 and published.loc[where, "trips_started"].isna().all()
+    published.loc[where, "trips_started"] = MART_CELLS[cell]
+    with pytest.raises(GateFailed) as err:
+        run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    failed = _failed_types(err.value)
+    assert (EQUITY_RESIDUALS, "expect_column_values_to_not_be_in_set", "residual") in failed
+    if nid == 4:  # two hidden cells remain, adding up to 6 < k
+        assert (EQUITY_RESIDUALS, "expect_column_values_to_be_between", "residual") in failed
+    else:  # a lone hidden cell
+        assert (EQUITY_RESIDUALS, "expect_column_values_to_not_be_in_set", "hidden_cells") in failed
+
+
+def test_gate_fails_when_a_total_without_complements_is_published(tmp_path, mart_frames) -> None:
+    frames, ids = mart_frames
+    frames = _copy(frames)
+    # day 3, equity zones: 3 and zeros; publishing the total (3) gives the cell back
+    frames[f"{EQUITY_DAILY}__published"] = frames[EQUITY_DAILY].copy()
+    with pytest.raises(GateFailed) as err:
+        run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    failed = _failed_types(err.value)
+    assert (EQUITY_RESIDUALS, "expect_column_values_to_not_be_in_set", "hidden_cells") in failed
+    assert (EQUITY_RESIDUALS, "expect_column_values_to_not_be_in_set", "residual") in failed
+
+
+def test_gate_fails_when_hidden_cells_are_zeros(tmp_path, mart_frames) -> None:
+    frames, ids = mart_frames
+    frames = _copy(frames)
+    published = frames[f"{NEIGHBORHOOD_DAY}__published"]
+    # day 1 (bike), the rest of the city has only zeros: hiding two of them gives a total of 0 back,
+    # which tells that both hidden cells are 0 (no small count here, only the residual check sees it)
+    where = (
+        published.trip_date.eq(pd.Timestamp("2026-07-01"))
+        & published["mode"].eq("bike")
+        & published.neighborhood_id.isin([5, 6])
+    )
+    published.loc[where, "trips_started"] = None
+    with pytest.raises(GateFailed) as err:
+        run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    failed = _failed_types(err.value)
+    assert failed == {(OTHER_RESIDUALS, "expect_column_values_to_be_between", "residual")}

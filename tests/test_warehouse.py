@@ -15,8 +15,11 @@ from fixtures_lake import (
     DAY1,
     DAY2,
     NEIGHBORHOODS,
+    MART_NEIGHBORHOODS,
     PLANTED,
     built_lake,  # noqa: F401  (session fixture)
+    expected_suppression,
+    mart_connection,
     write_lake,
     write_neighborhoods,
 )
@@ -24,10 +27,16 @@ from mobility.settings import Workdir
 from mobility.warehouse import publish as publish_module
 from mobility.warehouse.build import DbtBuildError, run_dbt
 from mobility.warehouse.publish import publish
+from mobility.warehouse.suppression import suppressed_select
 
 K = 10
 POPULATION = {n[0]: n[2] for n in NEIGHBORHOODS}
 EQUITY = {n[0]: n[5] for n in NEIGHBORHOODS}
+PLANTED_CELLS = {(nid, day, "scooter"): n for (nid, day), n in PLANTED.items()}
+
+
+def _hidden_in_lake(k: int) -> set[tuple[int, str]]:
+    return {(nid, day) for nid, day, _ in expected_suppression(PLANTED_CELLS, EQUITY, k)[0]}
 
 
 def _query(path: Path, sql: str) -> list[tuple]:
@@ -115,7 +124,7 @@ def lake_to_publish(built_lake: Workdir, tmp_path: Path) -> Workdir:
     return wd
 
 
-def test_publication_suppresses_small_counts_only(lake_to_publish: Workdir) -> None:
+def test_publication_suppresses_small_counts_and_their_complements(lake_to_publish: Workdir) -> None:
     wd = lake_to_publish
     result = publish(wd, k=K)
     assert result.tables == {"mart_trips_per_neighborhood_day": len(PLANTED), "mart_equity_trips_daily": 2}
@@ -125,24 +134,27 @@ def test_publication_suppresses_small_counts_only(lake_to_publish: Workdir) -> N
         "from mart_trips_per_neighborhood_day",
     )
     assert len(rows) == len(PLANTED)
+    hidden = _hidden_in_lake(K)
+    # small counts, plus Lakeshore's 10 on day 1: the complement of Hilltop's 3 (the 0s are never used)
+    assert hidden == {(n, d) for (n, d), c in PLANTED.items() if 1 <= c < K} | {(4, DAY1)}
     for nid, day, count, rate in rows:
         planted = PLANTED[(nid, day)]
-        if 1 <= planted < K:
+        if (nid, day) in hidden:
             assert count is None and rate is None, (nid, day)
-        else:  # zero stays zero, k and above are published as they are
+        else:  # zero stays zero, the rest is published as it is
             assert count == planted
             assert rate == pytest.approx(planted * 1000 / POPULATION[nid], abs=1e-4)
     # parquet copies carry the same, suppressed, rows
     parquet = wd.published / "parquet" / "mart_trips_per_neighborhood_day.parquet"
     assert duckdb.sql(f"select count(*), count(trips_started) from '{parquet}'").fetchone() == (
         len(PLANTED),
-        sum(1 for n in PLANTED.values() if n == 0 or n >= K),
+        len(PLANTED) - len(hidden),
     )
     record = json.loads((wd.published / "publication.json").read_text())
     assert record["tables"]["mart_trips_per_neighborhood_day"] == len(PLANTED) and record["k"] == K
 
 
-def test_publication_suppresses_totals_that_would_reveal_a_suppressed_cell(lake_to_publish: Workdir) -> None:
+def test_publication_keeps_totals_by_suppressing_complementary_cells(lake_to_publish: Workdir) -> None:
     wd = lake_to_publish
     publish(wd, k=K)
     rows = {
@@ -153,11 +165,132 @@ def test_publication_suppresses_totals_that_would_reveal_a_suppressed_cell(lake_
             "from mart_equity_trips_daily",
         )
     }
-    # day 1, rest of the city: Hilltop 3 (suppressed) + Lakeshore 10 (published); a total of 13
-    # would give Hilltop back by subtraction, so it is suppressed, and the ratio with it
-    assert rows[DAY1] == (12, None, None)
+    # day 1, rest of the city: Hilltop 3 (suppressed) + Lakeshore 10; Lakeshore is hidden as well,
+    # so the total of 13 gives back neither, and it stays published with the ratio
+    assert rows[DAY1][:2] == (12, 13) and rows[DAY1][2] is not None
     # day 2, equity zones: Riverside 1 + Old Mill 9, both hidden, adding up to 10 >= k: publishable
     assert rows[DAY2][:2] == (10, 15) and rows[DAY2][2] is not None
+
+
+# ---------------------------------------------------------------------------- complementary suppression
+
+D1, D2, D3 = "2026-07-01", "2026-07-02", "2026-07-03"
+MART_EQUITY = {nid: eq for nid, _, eq in MART_NEIGHBORHOODS}
+# neighborhoods 1-4 are equity zones, 5-8 the rest of the city (see MART_NEIGHBORHOODS)
+CELLS = {
+    # one small cell (3): the smallest positive cell is hidden too; 0 is skipped, 11 vs 11 -> lowest id (3)
+    (1, D1, "scooter"): 3, (2, D1, "scooter"): 0, (3, D1, "scooter"): 11, (4, D1, "scooter"): 11,
+    (5, D1, "scooter"): 40, (6, D1, "scooter"): 12, (7, D1, "scooter"): 0, (8, D1, "scooter"): 30,
+    # two small cells adding up to 6 < k: a complement (12) brings the hidden sum to 18
+    (1, D2, "scooter"): 2, (2, D2, "scooter"): 4, (3, D2, "scooter"): 30, (4, D2, "scooter"): 12,
+    # two small cells adding up to 10 >= k: nothing more to hide
+    (5, D2, "scooter"): 1, (6, D2, "scooter"): 9, (7, D2, "scooter"): 50, (8, D2, "scooter"): 0,
+    # one small cell and only zeros beside it: no complement available, the total is hidden
+    (1, D3, "scooter"): 3, (2, D3, "scooter"): 0, (3, D3, "scooter"): 0, (4, D3, "scooter"): 0,
+    (5, D3, "scooter"): 20, (6, D3, "scooter"): 25, (7, D3, "scooter"): 10, (8, D3, "scooter"): 0,
+    # another mode is another group: its complement (20) is chosen within bike, not scooter
+    (1, D1, "bike"): 5, (2, D1, "bike"): 20, (3, D1, "bike"): 0, (4, D1, "bike"): 0,
+}
+EXPECTED_HIDDEN_CELLS = {
+    (1, D1, "scooter"), (3, D1, "scooter"),
+    (1, D2, "scooter"), (2, D2, "scooter"), (4, D2, "scooter"),
+    (5, D2, "scooter"), (6, D2, "scooter"),
+    (1, D3, "scooter"),
+    (1, D1, "bike"), (2, D1, "bike"),
+}
+
+
+def _published(con: duckdb.DuckDBPyConnection, table: str, k: int = K) -> list[dict]:
+    columns = [r[0] for r in con.execute(f'describe "{table}"').fetchall()]
+    cur = con.execute(suppressed_select(table, columns, k))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _cell_rows(con: duckdb.DuckDBPyConnection, k: int = K) -> dict[tuple[int, str, str], dict]:
+    return {
+        (r["neighborhood_id"], r["trip_date"].isoformat(), r["mode"]): r
+        for r in _published(con, "mart_trips_per_neighborhood_day", k)
+    }
+
+
+def _total_rows(con: duckdb.DuckDBPyConnection, k: int = K) -> dict[tuple[str, str], dict]:
+    return {(r["trip_date"].isoformat(), r["mode"]): r for r in _published(con, "mart_equity_trips_daily", k)}
+
+
+def test_complements_hide_the_smallest_positive_cells_of_the_group() -> None:
+    con = mart_connection(CELLS)
+    cells = _cell_rows(con)
+    hidden = {key for key, r in cells.items() if r["trips_started"] is None}
+    assert hidden == EXPECTED_HIDDEN_CELLS
+    assert expected_suppression({key: CELLS.get(key, 0) for key in cells}, MART_EQUITY, K)[0] == hidden
+    for key, r in cells.items():
+        if key in hidden:  # the rate would give the count back: nulled with it
+            assert r["trips_per_1000_residents"] is None, key
+        else:
+            assert r["trips_started"] == CELLS.get(key, 0), key
+            assert r["trips_per_1000_residents"] is not None, key
+    # zeros are never complements: a published 0 is known anyway
+    assert all(CELLS.get(key, 0) > 0 for key in hidden)
+
+
+def test_totals_stay_published_unless_no_complement_is_left() -> None:
+    con = mart_connection(CELLS)
+    totals = _total_rows(con)
+    assert totals[(D1, "scooter")]["equity_zone_trips_started"] == 25  # 3 + 0 + 11 + 11
+    assert totals[(D2, "scooter")]["equity_zone_trips_started"] == 48
+    assert totals[(D2, "scooter")]["other_trips_started"] == 60
+    assert totals[(D1, "bike")]["equity_zone_trips_started"] == 25
+    for key in [(D1, "scooter"), (D2, "scooter")]:
+        assert totals[key]["equity_ratio"] is not None
+    # day 3, equity zones: 3 and zeros; nothing can be hidden beside the 3, so the total goes,
+    # with its rate and the ratio; the rest of the city is published
+    d3 = totals[(D3, "scooter")]
+    assert d3["equity_zone_trips_started"] is None
+    assert d3["equity_zone_trips_per_1000_residents"] is None and d3["equity_ratio"] is None
+    assert d3["other_trips_started"] == 55 and d3["other_trips_per_1000_residents"] is not None
+    assert {(day, mode, True) for (day, mode), r in totals.items() if r["equity_zone_trips_started"] is None} == (
+        expected_suppression(CELLS, MART_EQUITY, K)[1]
+    )
+
+
+def test_total_falls_back_to_suppression_even_when_not_small_itself() -> None:
+    con = mart_connection(CELLS)
+    # a total of 40 over cells 3, 0, 0, 0 (e.g. trips counted outside the published cells):
+    # not small, but with no complement available the 3 could still be bounded by it
+    con.execute(
+        "update mart_equity_trips_daily set equity_zone_trips_started = 40 "
+        f"where trip_date = date '{D3}' and mode = 'scooter'"
+    )
+    assert _total_rows(con)[(D3, "scooter")]["equity_zone_trips_started"] is None
+
+
+def test_no_published_total_gives_back_less_than_k() -> None:
+    con = mart_connection(CELLS)
+    cells, totals = _cell_rows(con), _total_rows(con)
+    for (day, mode), row in totals.items():
+        for column, zone in (("equity_zone_trips_started", True), ("other_trips_started", False)):
+            if row[column] is None:
+                continue
+            group = [r["trips_started"] for (nid, d, m), r in cells.items() if (d, m) == (day, mode)
+                     and MART_EQUITY[nid] == zone]
+            n_hidden = sum(1 for c in group if c is None)
+            residual = row[column] - sum(c for c in group if c is not None)
+            assert (n_hidden, residual) == (0, 0) or (n_hidden >= 2 and residual >= K), (day, mode, zone)
+
+
+@pytest.mark.parametrize("k", [2, 5, 10, 13])
+def test_suppression_matches_the_rule_for_any_k(built_lake: Workdir, k: int) -> None:
+    con = duckdb.connect(str(built_lake.warehouse), read_only=True)
+    try:
+        columns = [r[0] for r in con.execute("describe mart_trips_per_neighborhood_day").fetchall()]
+        rows = con.execute(
+            f"select neighborhood_id, strftime(trip_date, '%Y-%m-%d'), trips_started "
+            f"from ({suppressed_select('mart_trips_per_neighborhood_day', columns, k)})"
+        ).fetchall()
+    finally:
+        con.close()
+    assert {(nid, day) for nid, day, c in rows if c is None} == _hidden_in_lake(k)
 
 
 def test_publication_holds_only_marts_and_is_read_only(lake_to_publish: Workdir) -> None:
@@ -227,5 +360,7 @@ def test_republishing_replaces_atomically(lake_to_publish: Workdir) -> None:
     publish(wd, k=K)
     publish(wd, k=2)  # a second publication over a read-only first one
     rows = _query(wd.published_db, "select count(trips_started) from mart_trips_per_neighborhood_day")
-    assert rows == [(sum(1 for n in PLANTED.values() if n == 0 or n >= 2),)]
+    # k=2: Riverside's 1 on day 2 is hidden, and Old Mill's 9 as its complement
+    assert _hidden_in_lake(2) == {(1, DAY2), (3, DAY2)}
+    assert rows == [(len(PLANTED) - 2,)]
     assert len([p for p in wd.published.iterdir() if p.name.startswith(".parquet-")]) == 1  # old set removed

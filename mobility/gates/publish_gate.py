@@ -8,7 +8,9 @@ Checks, per published mart:
 - no negative counts or rates; rates finite (inf fails the range check; NaN, which pandas cannot
   tell from NULL, fails "not null where population > 0", the only rows where a rate must exist)
 - suppression applied: the frame that will be published has no count in 1..k-1, and no
-  published total gives back a suppressed cell by subtraction (complementary suppression)
+  published total gives back a suppressed cell by subtraction (complementary suppression):
+  from the published frames alone, a total minus its visible cells is 0 with no hidden cell, or
+  at least k spread over at least two hidden cells, never a lone cell nor a value in 1..k-1
 A GX error inside an expectation is a failure, never a pass.
 """
 
@@ -215,6 +217,16 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
             suites[name] = [E.ExpectColumnValuesToNotBeInSet(column="hidden_cells", value_set=[1])]
             if small:
                 suites[name].append(E.ExpectColumnValuesToNotBeInSet(column="residual", value_set=small))
+            suites[name] += [
+                # hidden cells must hide at least k between them (hidden zeros would show as 0)
+                E.ExpectColumnValuesToBeBetween(
+                    column="residual", min_value=k, row_condition=Column("hidden_cells") >= 2
+                ),
+                # nothing hidden: the total must be exactly its visible cells, or the relation is wrong
+                E.ExpectColumnValuesToBeBetween(
+                    column="residual", min_value=0, max_value=0, row_condition=Column("hidden_cells") == 0
+                ),
+            ]
     return suites
 
 

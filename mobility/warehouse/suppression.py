@@ -4,9 +4,26 @@ Primary suppression: a count between 1 and k-1 could single out a few trips, so 
 as NULL, together with every value derived from it (a rate reveals its count). Zero stays 0: "no
 trips" discloses nothing about anyone.
 
-Complementary suppression: a published total over cells of another published table would give
-back a suppressed cell by subtraction. So a total is also suppressed when its cells hold exactly
-one suppressed cell, or when its suppressed cells add up to less than k.
+Complementary (secondary) cell suppression: a published total over cells of another published
+table (a ``TotalOf`` in ``COMPLEMENTARY``) would give back a suppressed cell by subtraction. So
+within each group of cells under one total, if exactly one cell is hidden, or the hidden cells add
+up to less than k, more cells of that group are hidden as well: the smallest positive published
+cells, in order of (count, ``cell_keys``), until at least two cells are hidden and they add up to
+k or more. Zero cells are never used (a published 0 is known, hiding it protects nothing). The
+total itself stays published: an analyst subtracting the visible cells from it gets a remainder
+that is 0 with no hidden cell, or at least k spread over at least two hidden cells. Only when a
+group has no such cell left (all its positive cells are already hidden) is the total suppressed
+instead, as is every value derived from it. Complements are nulled with their derived values,
+like primary suppressions.
+
+The selection is SQL (DuckDB windows): per group, the number and sum of the primary-suppressed
+cells, and over the group's positive published cells, in (count, cell_keys) order, a running
+count and a running sum of the candidates before each one; a candidate is hidden while the group,
+without it, is still short of two hidden cells or of k. The same per-cell view feeds both the
+member table (which cells to hide) and the total table (whether the total must fall back).
+Relations over the same member column must split its cells into disjoint groups (same keys and
+cell keys, one flag column with distinct values): one pass is then exact, and overlapping groups
+are refused rather than suppressed half-way.
 
 Fail closed: a mart without an entry in ``SUPPRESSION`` cannot be published.
 """
@@ -21,11 +38,13 @@ DEFAULT_K = 10
 @dataclass(frozen=True)
 class TotalOf:
     """The count totals ``member_count`` over rows of ``member_table`` with equal ``keys``
-    (and, if given, ``flag_column`` equal to ``flag_value``)."""
+    (and, if given, ``flag_column`` equal to ``flag_value``). ``cell_keys`` identify a cell
+    within its group; they break ties, deterministically, when choosing complements."""
 
     member_table: str
     member_count: str
     keys: tuple[str, ...]
+    cell_keys: tuple[str, ...]
     flag_column: str | None = None
     flag_value: bool = True
 
@@ -48,10 +67,14 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
 COMPLEMENTARY: dict[str, dict[str, TotalOf]] = {
     "mart_equity_trips_daily": {
         "equity_zone_trips_started": TotalOf(
-            "mart_trips_per_neighborhood_day", "trips_started", ("trip_date", "mode"), "equity_zone", True
+            member_table="mart_trips_per_neighborhood_day", member_count="trips_started",
+            keys=("trip_date", "mode"), cell_keys=("neighborhood_id",),
+            flag_column="equity_zone", flag_value=True,
         ),
         "other_trips_started": TotalOf(
-            "mart_trips_per_neighborhood_day", "trips_started", ("trip_date", "mode"), "equity_zone", False
+            member_table="mart_trips_per_neighborhood_day", member_count="trips_started",
+            keys=("trip_date", "mode"), cell_keys=("neighborhood_id",),
+            flag_column="equity_zone", flag_value=False,
         ),
     },
 }
@@ -70,12 +93,82 @@ def rules_for(table: str) -> dict[str, tuple[str, ...]]:
     return SUPPRESSION[table]
 
 
+def relations_over(member_table: str, member_count: str) -> list[TotalOf]:
+    """The declared totals over ``member_table.member_count``, checked to split its cells into disjoint groups."""
+    found = [
+        spec
+        for totals in COMPLEMENTARY.values()
+        for spec in totals.values()
+        if spec.member_table == member_table and spec.member_count == member_count
+    ]
+    if len(found) > 1:
+        first = found[0]
+        flags = [spec.flag_value for spec in found]
+        disjoint = (
+            first.flag_column is not None
+            and all(
+                (s.keys, s.cell_keys, s.flag_column) == (first.keys, first.cell_keys, first.flag_column) for s in found
+            )
+            and len(set(flags)) == len(flags)
+        )
+        if not disjoint:
+            raise ValueError(
+                f"totals over {member_table}.{member_count} overlap; complementary suppression is only "
+                "defined for totals that split the cells into disjoint groups"
+            )
+    return found
+
+
 def _small(expr: str, k: int) -> str:
     return f"({expr} between 1 and {int(k) - 1})"
 
 
+def _cols(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _match(names: tuple[str, ...], left: str, right: str) -> str:
+    return " and ".join(f'{left}."{n}" is not distinct from {right}."{n}"' for n in names)
+
+
+def _cells_sql(spec: TotalOf, k: int, schema: str) -> str:
+    """One row per cell under ``spec``: its group keys, cell keys, ``cell`` count and whether it is hidden.
+
+    hidden = primary (1..k-1) or complement. Candidates for complements are the group's positive,
+    not primarily suppressed cells (counts >= k; never 0), ranked by (count, cell_keys); a candidate is taken while the
+    group, with the primaries and the candidates ranked before it, has fewer than two hidden cells
+    or hides less than k.
+    """
+    keys, cell_keys = _cols(spec.keys), _cols(spec.cell_keys)
+    count = f'"{spec.member_count}"'
+    k = int(k)
+    return f"""
+        select {keys}, {cell_keys}, cell,
+            is_primary or (
+                is_candidate and n_primary > 0
+                and (n_primary + candidate_rank - 1 < 2 or primary_sum + candidates_before < {k})
+            ) as hidden
+        from (
+            select *,
+                count(*) filter (where is_primary) over (partition by {keys}) as n_primary,
+                coalesce(sum(cell) filter (where is_primary) over (partition by {keys}), 0) as primary_sum,
+                row_number() over candidates as candidate_rank,
+                coalesce(sum(cell) over (candidates rows between unbounded preceding and 1 preceding), 0)
+                    as candidates_before
+            from (
+                select {keys}, {cell_keys}, {count} as cell,
+                    coalesce({_small(count, k)}, false) as is_primary,
+                    coalesce({count} >= {k}, false) as is_candidate
+                from {schema}."{spec.member_table}"
+                where {spec.sql_filter()}
+            )
+            window candidates as (partition by {keys}, is_candidate order by cell, {cell_keys})
+        )"""
+
+
 def suppressed_select(table: str, columns: list[str], k: int, schema: str = "main") -> str:
-    """SQL selecting ``columns`` of ``schema.table`` with small counts, their derivatives and revealing totals nulled."""
+    """SQL selecting ``columns`` of ``schema.table`` with small counts, their complements, their
+    derivatives and (when no complement is left) revealing totals nulled."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rules = rules_for(table)
@@ -87,20 +180,33 @@ def suppressed_select(table: str, columns: list[str], k: int, schema: str = "mai
     joins: list[str] = []
     hidden: dict[str, str] = {}  # count column -> SQL condition under which it is suppressed
     for i, count in enumerate(rules):
-        cond = _small(f't."{count}"', k)
+        conds = [_small(f't."{count}"', k)]
+        # as a cell: hidden as a complement under any total over it
+        for j, spec in enumerate(relations_over(table, count)):
+            lacking = [c for c in (*spec.keys, *spec.cell_keys) if c not in columns]
+            if lacking:
+                raise ValueError(f"{table} lacks key column(s) {lacking} of a total over {count}")
+            name = f"m{i}_{j}"
+            ident = (*spec.keys, *spec.cell_keys)
+            ctes.append(
+                f"{name} as (select {_cols(ident)}, bool_or(hidden) as hidden "
+                f"from ({_cells_sql(spec, k, schema)}) group by all)"
+            )
+            joins.append(f"left join {name} on {_match(ident, 't', name)}")
+            conds.append(f"coalesce({name}.hidden, false)")
+        # as a total: hidden when its group could not be protected by complements
         total = COMPLEMENTARY.get(table, {}).get(count)
         if total is not None:
-            keys = ", ".join(f'"{key}"' for key in total.keys)
-            member = f'"{total.member_count}"'
-            small_cell = f"({total.sql_filter()}) and {_small(member, k)}"
+            relations_over(total.member_table, total.member_count)  # refuse overlapping groups
+            name = f"c{i}"
             ctes.append(
-                f"c{i} as (select {keys}, count(*) filter (where {small_cell}) as n_hidden, "
-                f'sum("{total.member_count}") filter (where {small_cell}) as hidden_sum '
-                f'from {schema}."{total.member_table}" group by {keys})'
+                f"{name} as (select {_cols(total.keys)}, count(*) filter (where hidden) as n_hidden, "
+                f"sum(cell) filter (where hidden) as hidden_sum "
+                f"from ({_cells_sql(total, k, schema)}) group by all)"
             )
-            joins.append(f"left join c{i} using ({keys})")
-            cond = f"({cond} or c{i}.n_hidden = 1 or {_small(f'c{i}.hidden_sum', k)})"
-        hidden[count] = cond
+            joins.append(f"left join {name} on {_match(total.keys, 't', name)}")
+            conds += [f"{name}.n_hidden = 1", _small(f"{name}.hidden_sum", k)]
+        hidden[count] = f"({' or '.join(conds)})"
 
     derived: dict[str, list[str]] = {}
     for count, outs in rules.items():
