@@ -44,12 +44,27 @@ def run_window(start: datetime, end: datetime) -> dict[str, dict[str, int]]:
     return states
 
 
-def main() -> None:  # used by `mobility airflow run` and by tests, in a configured child process
+def run_dag(dag_id: str, logical_date: datetime) -> dict[str, str]:
+    """Run one DAG once for `logical_date`; returns the run state and each task's state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    run = bag.dags[dag_id].test(logical_date=logical_date)
+    return {"run": str(run.state), **{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+
+
+def main() -> None:
+    """`python -m mobility.airflow_dagtest START END` (every DAG over a window) or
+    `python -m mobility.airflow_dagtest --dag DAG_ID LOGICAL_DATE`; prints JSON states.
+    Used by `mobility airflow run` and the tests, in a child process configured for Airflow."""
     import json
     import sys
 
-    start, end = (datetime.fromisoformat(a) for a in sys.argv[1:3])
-    print(json.dumps(run_window(start, end)))
+    if sys.argv[1] == "--dag":
+        print(json.dumps(run_dag(sys.argv[2], datetime.fromisoformat(sys.argv[3]))))
+    else:
+        start, end = (datetime.fromisoformat(a) for a in sys.argv[1:3])
+        print(json.dumps(run_window(start, end)))
 
 
 if __name__ == "__main__":

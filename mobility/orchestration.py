@@ -25,8 +25,16 @@ WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the wareho
 # Feed kinds whose ingest step exists; the others get their DAGs when their connector lands.
 SUPPORTED_FEEDS = ("mds_trips",)
 
+def _alert(context) -> None:
+    """on_failure_callback: alert the office (webhook from the environment) with the reason."""
+    from mobility.operations import alert_on_failure
+
+    alert_on_failure(context)
+
+
 DEFAULT_ARGS = {
     "owner": "mobility-office",
+    "on_failure_callback": _alert,
     "retries": 3,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
@@ -124,4 +132,72 @@ def warehouse_dag() -> DAG:
             return publish_marts()
 
         dbt_build() >> publish_gate() >> publish()
+    return dag
+
+
+def freshness_dag() -> DAG:
+    """One check per feed, hourly: fails (and so alerts) when a feed is later than its SLA."""
+    registry = load_registry()
+    with DAG(
+        dag_id="feed_freshness",
+        description="Is every partner feed within its contract's delivery SLA?",
+        doc_md=(
+            "Hourly, for every partner feed, compares the end of the newest good batch with the "
+            "latency SLA of the feed's contract. A late feed fails its task, which alerts the office "
+            "through `MOBILITY_ALERT_WEBHOOK` (chat or e-mail gateway)."
+        ),
+        schedule=CronDataIntervalTimetable(CRON["hourly"], timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 0},  # lateness is a verdict, not a transient fault
+        tags=["operations"],
+    ) as dag:
+
+        @task(task_id="check")
+        def check(partner_id: str, feed_kind: str, data_interval_end=None) -> dict:
+            from mobility.operations import check_freshness
+
+            return check_freshness(partner_id, feed_kind, now=data_interval_end)
+
+        for partner, feed in registry.feeds():
+            if feed.feed in SUPPORTED_FEEDS:
+                check.override(task_id=f"{partner.id}__{feed.feed}")(partner.id, feed.feed)
+    return dag
+
+
+def maintenance_dag() -> DAG:
+    """Daily housekeeping: raw-archive retention and the contract-conformance report."""
+    with DAG(
+        dag_id="maintenance",
+        description="Purge raw archives past retention; write the conformance report per partner",
+        doc_md=(
+            "Deletes raw partner bytes older than `raw_retention_days` (partners.yaml; the "
+            "pseudonymised rows stay) and writes `reports/conformance/<date>.json`: batches by "
+            "outcome, rows landed and quarantined, and the contract rules each partner broke."
+        ),
+        schedule=CronDataIntervalTimetable(CRON["daily"], timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["operations"],
+    ) as dag:
+
+        @task(task_id="purge_raw_archive")
+        def purge(data_interval_end=None) -> int:
+            from mobility.operations import purge_raw
+            from mobility.settings import Workdir
+
+            days = load_registry().consortium.raw_retention_days
+            return len(purge_raw(Workdir.resolve(), retention_days=days, now=data_interval_end))
+
+        @task(task_id="conformance_report")
+        def conformance(data_interval_end=None) -> None:
+            from mobility.operations import conformance_report
+            from mobility.settings import Workdir
+
+            conformance_report(Workdir.resolve(), now=data_interval_end)
+
+        purge() >> conformance()
     return dag

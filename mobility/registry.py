@@ -148,6 +148,7 @@ class Consortium(BaseModel):
     name: str
     timezone: str = "UTC"
     k_anonymity: int = Field(default=10, ge=2)
+    raw_retention_days: int = Field(default=90, ge=1)
 
 
 class Registry(BaseModel):
