@@ -144,7 +144,7 @@ def test_airflow_dags_publish_the_same_numbers_for_one_day(tmp_path):
     with simulator_process(wd, seed=SEED, scale=SCALE) as base_url:
         env["MOBILITY_PARTNER_BASE_URL"] = base_url
         proc = subprocess.run(
-            [sys.executable, "-m", "mobility.airflow_dagtest", day_start.isoformat(), day_end.isoformat()],
+            [sys.executable, "-m", "mobility.airflow_dagtest", day_start.isoformat(), day_end.isoformat(), "mds_trips"],
             env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
