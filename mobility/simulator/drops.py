@@ -136,9 +136,9 @@ def ridehail_rows(world: World, operator: str, day: date) -> list[dict[str, Any]
     ]
 
 
-def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+def to_csv(rows: list[dict[str, Any]], columns: list[str], lineterminator: str = "\n") -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=lineterminator)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")

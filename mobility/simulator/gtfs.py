@@ -9,13 +9,14 @@ same ETag) in every process.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import math
 import zipfile
 from datetime import date
 from typing import Any
+
+from mobility.simulator.drops import to_csv
 
 PEAK_WINDOWS = ((7 * 3600, 9 * 3600), (16 * 3600, 19 * 3600))
 DWELL_S = 20
@@ -50,11 +51,7 @@ def departures(route: dict[str, Any], weekday: bool) -> list[int]:
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\r\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue().encode("utf-8")
+    return to_csv(rows, columns, lineterminator="\r\n")  # GTFS files are usually CRLF
 
 
 def build_gtfs(transit: dict[str, Any], start: date, end: date) -> bytes:
