@@ -166,3 +166,19 @@ def test_airflow_dags_publish_the_same_numbers_for_one_day(tmp_path):
         with duckdb.connect(str(demo_day.published_db), read_only=True) as con:
             via_demo = con.sql(query).fetchall()
         assert via_airflow and via_airflow == via_demo, table
+
+
+def test_status_and_query_commands_on_the_demo(demo):
+    from typer.testing import CliRunner
+
+    from mobility.cli import app
+
+    wd, result = demo
+    runner = CliRunner()
+    status = runner.invoke(app, ["status", "--workdir", str(wd.root)], env={"COLUMNS": "200"})
+    assert status.exit_code == 0, status.output
+    assert "scootco/mds_trips" in status.output and "zoomride/mds_trips" in status.output
+    assert "Publish gate: PASSED" in status.output
+    query = runner.invoke(app, ["query", "--workdir", str(wd.root), "--format", "csv",
+                                "select count(distinct neighborhood_id) as n from mart_trips_per_neighborhood_day"])
+    assert query.exit_code == 0 and query.output.splitlines() == ["n", str(NEIGHBORHOODS)]
