@@ -124,11 +124,19 @@ def city_chicago(
 # --- partners ---------------------------------------------------------------------------------
 
 @partners_app.command("list")
-def partners_list(registry: Annotated[Optional[Path], typer.Option(help="Registry file (default: partners.yaml).")] = None) -> None:
+def partners_list(
+    workdir: WorkdirOpt = None,
+    registry: Annotated[Optional[Path], typer.Option(help="Registry file (default: partners.yaml).")] = None,
+) -> None:
     """List partners and feeds from the registry (validating it)."""
-    from mobility.registry import load_registry
+    from mobility.registry import RegistryError, load_registry
 
-    reg = load_registry(registry)
+    _setup(workdir)
+    try:
+        reg = load_registry(registry)
+    except RegistryError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     table = Table("partner", "kind", "feed", "protocol", "schedule", "contract", "credential")
     for p, f in reg.feeds():
         table.add_row(p.id, p.kind, f.feed, f.protocol, f.schedule, f.contract, f.credential or "-")

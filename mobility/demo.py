@@ -106,13 +106,21 @@ def run_demo(
     from mobility.city.generate import generate_city
     from mobility.pipeline import build_and_publish, ingest_range
 
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not progress)
     t0 = time.monotonic()
     ensure_demo_secrets()
+    console.log(f"generating the city ({n_neighborhoods} neighborhoods, seed {seed})")
     city = generate_city(wd, seed=seed, n_neighborhoods=n_neighborhoods)
+    console.log("starting the partner simulator")
     with simulator_process(wd, seed=seed, scale=scale) as base_url:
         os.environ["MOBILITY_PARTNER_BASE_URL"] = base_url
+        console.log(f"pulling MDS trips hour by hour from {base_url}")
         ingest = ingest_range(wd, start, end, feed="mds_trips", progress=progress)
-    build = build_and_publish(wd)
+    console.log("dbt build, publish gate, publish")
+    with console.status("building the warehouse"):
+        build = build_and_publish(wd)
     answer = None
     if build["ok"]:
         import duckdb
