@@ -7,11 +7,12 @@ Contracts are read with the `open-data-contract-standard` models, never as loose
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,15 @@ from mobility.settings import CONTRACTS_DIR
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Epoch-ms timestamps outside 2010..2100 are unit mistakes (seconds sent as ms, or µs), not data.
 _MS_MIN, _MS_MAX = 1_262_304_000_000, 4_102_444_800_000
+_S_MIN, _S_MAX = _MS_MIN // 1000, _MS_MAX // 1000
+# The ODCS date/timestamp `format` patterns (JDK style) we read, as strptime formats.
+_DATE_FORMATS = {
+    "yyyy-MM-dd HH:mm:ss": "%Y-%m-%d %H:%M:%S",
+    "yyyy-MM-dd'T'HH:mm:ss": "%Y-%m-%dT%H:%M:%S",
+    "yyyy-MM-dd": "%Y-%m-%d",
+    "yyyyMMdd": "%Y%m%d",
+}
+_TRUE, _FALSE = frozenset({"true", "t", "1"}), frozenset({"false", "f", "0"})
 
 
 class ContractNotFound(LookupError):
@@ -51,11 +61,15 @@ class Field:
     pseudonymise: bool
     classification: str | None
     description: str | None
+    pattern: re.Pattern | None = None
+    codes: str | None = None  # name of a reference set the value must belong to (bound at check time)
 
     @classmethod
     def from_property(cls, prop: SchemaProperty) -> "Field":
         opts = prop.logicalTypeOptions or {}
         custom = _custom(prop.customProperties)
+        if prop.logicalType in ("date", "timestamp") and opts.get("format") and opts["format"] not in _DATE_FORMATS:
+            raise ValueError(f"property '{prop.name}': date format {opts['format']!r} is not supported")
         return cls(
             name=prop.name,
             column=prop.physicalName or prop.name.replace(".", "_"),
@@ -70,12 +84,22 @@ class Field:
             pseudonymise=custom.get("privacy") == "pseudonymise",
             classification=prop.classification,
             description=prop.description,
+            pattern=re.compile(opts["pattern"]) if opts.get("pattern") else None,
+            codes=custom.get("codes"),
         )
 
     @property
+    def strptime_format(self) -> str | None:
+        return _DATE_FORMATS.get(self.fmt or "")
+
+    @property
     def arrow_type(self) -> pa.DataType:
-        if self.logical_type == "timestamp" and self.physical_type == "int64_epoch_ms":
-            return pa.timestamp("ms", tz="UTC")
+        if self.logical_type == "timestamp":
+            # ms throughout, as Parquet stores them; local wall-clock times stay naive: the
+            # city's zone (and its DST folds) is for the warehouse to apply, not landing
+            if self.physical_type not in ("int64_epoch_ms", "int64_epoch_s", "rfc3339", "local_datetime"):
+                raise ValueError(f"field '{self.name}': timestamp physicalType {self.physical_type!r} is not supported")
+            return pa.timestamp("ms") if self.physical_type == "local_datetime" else pa.timestamp("ms", tz="UTC")
         return {
             "string": pa.string(),
             "integer": pa.int64(),
@@ -94,11 +118,23 @@ class Field:
             if not _MS_MIN <= value < _MS_MAX:
                 return "range:timestamp_ms"
             return None
+        if lt == "timestamp" and self.physical_type == "int64_epoch_s":
+            if not _is_int(value):
+                return "type:integer_s"
+            if not _S_MIN <= value < _S_MAX:
+                return "range:timestamp_s"
+            return None
+        if lt in ("timestamp", "date"):
+            if not isinstance(value, str) or self.parse_time(value) is None:
+                return f"format:{self.physical_type if lt == 'timestamp' else 'date'}"
+            return None
         if lt == "string":
             if not isinstance(value, str):
                 return "type:string"
             if self.fmt == "uuid" and not _UUID.match(value):
                 return "format:uuid"
+            if self.pattern is not None and not self.pattern.fullmatch(value):
+                return "pattern"
         elif lt == "integer":
             if not _is_int(value):
                 return "type:integer"
@@ -119,10 +155,47 @@ class Field:
             return "maximum"
         return None
 
+    def parse_time(self, text: str) -> datetime | date | None:
+        """A date or timestamp string as the contract reads it, or None if it does not parse."""
+        try:
+            if self.physical_type == "rfc3339":
+                parsed = datetime.fromisoformat(text)
+                return parsed if parsed.tzinfo is not None and "T" in text.upper() else None
+            parsed = datetime.strptime(text, self.strptime_format or "%Y-%m-%d")
+        except ValueError:
+            return None
+        return parsed.date() if self.logical_type == "date" else parsed
+
+    def from_text(self, text: str | None) -> Any:
+        """A CSV cell typed as the contract says; text that does not convert is kept, so the
+        check names the value and the rule it breaks instead of the parser failing the batch."""
+        if text is None or text == "":
+            return None
+        lt, raw = self.logical_type, text.strip()
+        try:
+            if lt == "integer" or (lt == "timestamp" and (self.physical_type or "").startswith("int64")):
+                number = float(raw) if not raw.lstrip("+-").isdigit() else int(raw)
+                return int(number) if isinstance(number, int) or number.is_integer() else text
+            if lt == "number":
+                return float(raw)
+        except ValueError:
+            return text
+        if lt == "boolean":
+            low = raw.lower()
+            return True if low in _TRUE else False if low in _FALSE else text
+        return text
+
 
 def _to_arrow(f: Field, values: list[Any]) -> pa.Array:
+    if f.logical_type == "date" or f.physical_type in ("rfc3339", "local_datetime"):
+        parsed = [None if v is None else f.parse_time(v) for v in values]
+        if f.physical_type == "rfc3339":
+            parsed = [None if v is None else v.astimezone(timezone.utc) for v in parsed]
+        return pa.array(parsed, type=f.arrow_type)
     if pa.types.is_timestamp(f.arrow_type):
-        return pa.array([None if v is None else int(v) for v in values], pa.int64()).cast(f.arrow_type)
+        ints = pa.array([None if v is None else int(v) for v in values], pa.int64())
+        unit = "s" if f.physical_type == "int64_epoch_s" else "ms"
+        return ints.cast(pa.timestamp(unit, tz="UTC")).cast(f.arrow_type)
     if pa.types.is_integer(f.arrow_type):
         values = [None if v is None else int(v) for v in values]
     return pa.array(values, type=f.arrow_type)
@@ -182,7 +255,12 @@ def _short(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Contract:
-    """A loaded contract: its fields, rules and SLA, ready to check records."""
+    """A loaded contract: its fields, rules and SLA, ready to check records.
+
+    A contract may describe several tables (ODCS schema objects, e.g. the files of a GTFS zip);
+    a `Contract` is the view of one of them (`table`), and `tables()` gives every view.
+    `properties` are the contract's custom properties, overridden by the table's own.
+    """
 
     id: str
     version: str
@@ -191,10 +269,36 @@ class Contract:
     fields: tuple[Field, ...]
     rules: tuple[str, ...]
     properties: dict[str, Any]
+    table: str = ""
+    dataset: str = ""  # the bronze folder of this table (its physicalName)
+    codes: Mapping[str, frozenset] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @property
+    def multi_table(self) -> bool:
+        return len(self.model.schema_ or []) > 1
+
+    @property
+    def part(self) -> str | None:
+        """The table name where the contract has several (batches of each are kept apart)."""
+        return self.table if self.multi_table else None
+
+    def tables(self) -> tuple["Contract", ...]:
+        """One view per schema object, in contract order."""
+        return tuple(
+            dataclasses.replace(_view(self.model, self.path, obj), codes=self.codes) for obj in self.model.schema_ or []
+        )
+
+    def with_codes(self, codes: Mapping[str, Iterable[Any]]) -> "Contract":
+        """This contract with the reference sets its `codes` fields are checked against."""
+        return dataclasses.replace(self, codes={**self.codes, **{k: frozenset(v) for k, v in codes.items()}})
+
+    @property
+    def payload_format(self) -> str:
+        return self.properties.get("payload_format", "json")
 
     @property
     def payload_key(self) -> str | None:
@@ -224,6 +328,9 @@ class Contract:
     ) -> CheckResult:
         """Check every record against the contract; good rows come back typed, bad ones named."""
         records = list(records)
+        unbound = sorted({f.codes for f in self.fields if f.codes and f.codes not in self.codes})
+        if unbound:  # fail closed: a code rule that cannot run is not a pass
+            raise ValueError(f"contract {self.ref} checks codes {unbound}: bind them with with_codes()")
         paths = [(f, tuple(f.name.split("."))) for f in self.fields]
         top_level = {f.name.split(".")[0] for f in self.fields}
         violations: list[Violation] = []
@@ -252,6 +359,8 @@ class Contract:
                         row_ok = False
                 else:
                     rule = f.violation(value)
+                    if not rule and f.codes and value not in self.codes[f.codes]:
+                        rule = f"codes:{f.codes}"
                     if rule:
                         violations.append(Violation(i, f.name, rule, _short(value)))
                         row_ok = False
@@ -280,9 +389,12 @@ class Contract:
         return CheckResult(self.id, self.version, len(records), table, sorted(bad), violations, warnings)
 
 
-def _rule_end_not_before_start(rec: dict, _win: Any, _c: Contract) -> tuple[str, str] | None:
-    if rec.get("end_time") < rec.get("start_time"):
-        return "end_time", f"{rec.get('end_time')} < start_time {rec.get('start_time')}"
+def _rule_end_not_before_start(rec: dict, _win: Any, c: Contract) -> tuple[str, str] | None:
+    start, end = c.properties.get("start_field", "start_time"), c.properties.get("end_field", "end_time")
+    if rec.get(start) is None or rec.get(end) is None:
+        return None  # an optional time that is absent has nothing to compare
+    if rec.get(end) < rec.get(start):  # epoch numbers, or fixed-format local times (sort as text)
+        return end, f"{rec.get(end)} < {start} {rec.get(start)}"
     return None
 
 
@@ -295,9 +407,31 @@ def _rule_in_request_window(rec: dict, win_ms: tuple[int, int] | None, c: Contra
     return None
 
 
+def _rule_on_window_date(rec: dict, win_ms: tuple[int, int] | None, c: Contract) -> tuple[str, str] | None:
+    """A daily file's records start on the file's date (local wall-clock text `YYYY-MM-DD ...`)."""
+    if win_ms is None or not c.window_field:
+        return None
+    day = datetime.fromtimestamp(win_ms[0] / 1000, timezone.utc).date().isoformat()
+    value = str(rec.get(c.window_field))
+    if not value.startswith(day):
+        return c.window_field, f"{value} is not on the file's date {day}"
+    return None
+
+
+def _rule_trip_total_is_sum(rec: dict, _win: Any, _c: Contract) -> tuple[str, str] | None:
+    """Chicago TNP: trip_total = fare + tip + additional_charges (to the cent)."""
+    parts = [rec.get(k) or 0 for k in ("fare", "tip", "additional_charges")]
+    total = rec.get("trip_total")
+    if total is not None and abs(sum(parts) - total) > 0.011:
+        return "trip_total", f"{total} != fare + tip + additional_charges ({sum(parts):.2f})"
+    return None
+
+
 _RULES = {
     "end_not_before_start": _rule_end_not_before_start,
     "in_request_window": _rule_in_request_window,
+    "on_window_date": _rule_on_window_date,
+    "trip_total_is_sum": _rule_trip_total_is_sum,
 }
 
 
@@ -331,7 +465,11 @@ def load_contract(ref: str) -> Contract:
         raise ContractNotFound(f"contract '{name}' has no version {version}; known: {', '.join(sorted(versions))}")
     path = versions[version]
     model = OpenDataContractStandard.from_file(str(path))
-    obj = model.schema_[0]
+    return _view(model, path, model.schema_[0])
+
+
+def _view(model: OpenDataContractStandard, path: Path, obj: Any) -> Contract:
+    """The contract as seen by one of its schema objects (tables)."""
     rules = tuple(
         q.implementation
         for q in (obj.quality or [])
@@ -349,5 +487,7 @@ def load_contract(ref: str) -> Contract:
         model=model,
         fields=tuple(Field.from_property(p) for p in obj.properties or []),
         rules=rules,
-        properties=_custom(model.customProperties),
+        properties={**_custom(model.customProperties), **_custom(obj.customProperties)},
+        table=obj.name,
+        dataset=obj.physicalName or obj.name,
     )

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.contracts import CheckResult, Contract, Violation
+from ingest.payloads import PayloadError, parse_records
 from mobility.registry import Feed, Partner
 from mobility.secrets import pseudonym_key
 from mobility.settings import Workdir
@@ -93,35 +94,34 @@ def _iso(ts: datetime) -> str:
 
 
 class Lake:
-    """Paths of one feed's batches in the lake."""
+    """Paths of one feed's batches in the lake.
 
-    def __init__(self, workdir: Workdir, partner_id: str, feed: str):
+    `dataset` names the bronze folder (the contract table's physicalName; the feed by default);
+    `part` keeps apart the batches of each table of a multi-table contract (GTFS files).
+    """
+
+    def __init__(self, workdir: Workdir, partner_id: str, feed: str, *,
+                 dataset: str | None = None, part: str | None = None):
         self.workdir, self.partner_id, self.feed = workdir, partner_id, feed
+        self.dataset, self.part = dataset or feed, part
+
+    def _stem(self, window: Window, sha: str) -> str:
+        return f"{window.label}__{self.part}__{sha[:12]}" if self.part else f"{window.label}__{sha[:12]}"
 
     def raw(self, window: Window, sha: str, ext: str) -> Path:
         return self.workdir.raw / self.partner_id / self.feed / window.label / f"{sha}.{ext}"
 
     def bronze(self, window: Window) -> Path:
-        return self.workdir.bronze / self.feed / f"partner={self.partner_id}" / f"{window.label}.parquet"
+        return self.workdir.bronze / self.dataset / f"partner={self.partner_id}" / f"{window.label}.parquet"
 
     def quarantine(self, window: Window, sha: str) -> Path:
-        return self.workdir.quarantine / self.partner_id / self.feed / f"{window.label}__{sha[:12]}"
+        return self.workdir.quarantine / self.partner_id / self.feed / self._stem(window, sha)
 
     def manifest(self, window: Window, sha: str) -> Path:
-        return self.workdir.manifests / self.feed / self.partner_id / f"{window.label}__{sha[:12]}.json"
+        return self.workdir.manifests / self.feed / self.partner_id / f"{self._stem(window, sha)}.json"
 
     def manifests(self) -> list[Path]:
         return sorted((self.workdir.manifests / self.feed / self.partner_id).glob("*.json"))
-
-
-def _records(contract: Contract, payload: Any) -> list:
-    if contract.payload_key:
-        if not isinstance(payload, dict) or contract.payload_key not in payload:
-            raise ValueError(f"payload has no '{contract.payload_key}' list")
-        payload = payload[contract.payload_key]
-    if not isinstance(payload, list):
-        raise ValueError("payload is not a list of records")
-    return payload
 
 
 def land_batch(
@@ -138,19 +138,20 @@ def land_batch(
     """Land one batch of a partner feed and return its manifest record."""
     started = datetime.now(timezone.utc)
     sha = hashlib.sha256(raw).hexdigest()
-    lake = Lake(workdir, partner.id, feed.feed)
+    lake = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part)
     raw_path = lake.raw(window, sha, ext)
     if not raw_path.exists():
         atomic_write(raw_path, raw)
 
     manifest: dict[str, Any] = {
-        "batch_id": f"{partner.id}:{feed.feed}:{window.label}:{sha[:12]}",
+        "batch_id": ":".join(filter(None, (partner.id, feed.feed, window.label, contract.part, sha[:12]))),
         "partner_id": partner.id,
         "feed": feed.feed,
         "window_start": _iso(window.start),
         "window_end": _iso(window.end),
         "contract": contract.id,
         "contract_version": contract.version,
+        "dataset": contract.dataset,
         "source": source,
         "raw_path": str(raw_path.relative_to(workdir.root)),
         "raw_sha256": sha,
@@ -164,9 +165,8 @@ def land_batch(
     }
 
     try:
-        payload = json.loads(raw)
-        records = _records(contract, payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        records = parse_records(contract, raw)
+    except PayloadError as exc:
         return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
 
     # Identity comes from the credentials (the partner we asked), never from the payload.
@@ -198,6 +198,21 @@ def land_batch(
         manifest["error"] = f"all {result.rows_received} rows broke the contract"
     else:
         manifest["outcome"] = "partial" if result.rows_rejected else "accepted"
+
+    if manifest["outcome"] in ("accepted", "partial"):
+        # The landing gate: a batch-level GX decision on the typed rows. A failing batch is
+        # quarantined whole and loads nothing, so an earlier good batch for the window stays.
+        from mobility.gates.landing_gate import rejection_error, run_landing_gate
+
+        quarantine = lake.quarantine(window, sha)
+        gate = run_landing_gate(
+            workdir, contract, result.accepted, window=(window.start, window.end), partner_id=partner.id,
+            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
+            quarantine_dir=quarantine,
+        )
+        if not gate.success:
+            manifest.update(outcome="rejected", rows_accepted=0, rows_rejected=result.rows_received,
+                            error=rejection_error(gate, quarantine / "landing_gate.json"))
 
     if manifest["outcome"] in ("accepted", "partial", "empty"):
         atomic_write_parquet(lake.bronze(window), _bronze_table(result, contract, partner, manifest["batch_id"]))

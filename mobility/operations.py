@@ -24,7 +24,8 @@ from mobility.settings import Workdir
 log = logging.getLogger(__name__)
 
 ALERT_WEBHOOK = "MOBILITY_ALERT_WEBHOOK"  # where alerts go (chat or e-mail gateway); logs only if unset
-GOOD_OUTCOMES = ("accepted", "partial", "empty")
+# a batch that landed, or a check that found the partner's data unchanged (GTFS by checksum)
+GOOD_OUTCOMES = ("accepted", "partial", "empty", "unchanged")
 
 
 class FeedLate(RuntimeError):

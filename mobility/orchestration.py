@@ -19,11 +19,18 @@ from mobility.registry import Feed, Partner, load_registry
 log = logging.getLogger(__name__)
 
 CRON = {"every_5_minutes": "*/5 * * * *", "hourly": "0 * * * *", "daily": "0 0 * * *"}
+# A daily file drop runs at noon UTC after its date: by then the date has ended in every time
+# zone (UTC-12 included) and the partner has had time to drop the file; the run's window is
+# still that date, since it starts at noon of it.
+FILE_DROP_DAILY_CRON = "0 12 * * *"
 START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the warehouse file
 
-# Feed kinds whose ingest step exists; the others get their DAGs when their connector lands.
-SUPPORTED_FEEDS = ("mds_trips",)
+# Feed kinds whose ingest step exists (mobility.pipeline.INGEST_STEPS); others get no DAG.
+SUPPORTED_FEEDS = ("mds_trips", "gbfs", "gtfs_schedule", "ridehail_trips", "bikeshare_trips")
+# Feeds the dbt project models today: only their batches trigger a warehouse build (a GBFS
+# snapshot every five minutes must not rebuild the warehouse until dbt reads GBFS).
+WAREHOUSE_INPUTS = ("mds_trips",)
 
 def _alert(context) -> None:
     """on_failure_callback: alert the office (webhook from the environment) with the reason."""
@@ -50,6 +57,13 @@ def ingest_dag_id(partner_id: str, feed: str) -> str:
     return f"ingest__{partner_id}__{feed}"
 
 
+def cron(feed: Feed) -> str:
+    """The cron expression of a feed's schedule."""
+    if feed.protocol == "file_drop" and feed.schedule == "daily":
+        return FILE_DROP_DAILY_CRON
+    return CRON[feed.schedule]
+
+
 def _ingest_dag(partner: Partner, feed: Feed) -> DAG:
     asset = feed_asset(partner.id, feed.feed)
     with DAG(
@@ -60,7 +74,7 @@ def _ingest_dag(partner: Partner, feed: Feed) -> DAG:
             f"checks it against contract `{feed.contract}` and lands it in the lake. "
             f"Emits asset `{asset.name}`; generated from `partners.yaml`."
         ),
-        schedule=CronDataIntervalTimetable(CRON[feed.schedule], timezone="UTC"),
+        schedule=CronDataIntervalTimetable(cron(feed), timezone="UTC"),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=4,
@@ -93,7 +107,7 @@ def ingest_dags() -> dict[str, DAG]:
 
 def warehouse_dag() -> DAG:
     registry = load_registry()
-    assets = [feed_asset(p.id, f.feed) for p, f in registry.feeds() if f.feed in SUPPORTED_FEEDS]
+    assets = [feed_asset(p.id, f.feed) for p, f in registry.feeds() if f.feed in WAREHOUSE_INPUTS]
     schedule = assets[0]
     for a in assets[1:]:
         schedule = schedule | a  # any new batch triggers a build

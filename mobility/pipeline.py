@@ -3,15 +3,20 @@ so a step behaves the same whether a person or the scheduler runs it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
 
 from ingest.connectors.base import FeedError, NoData, NotReady, Transient
+from ingest.connectors.file_drop import DropFolder, DropRefused, DropSettings
+from ingest.connectors.gbfs import GbfsClient, GbfsSettings
+from ingest.connectors.gtfs import GtfsClient, GtfsSettings
 from ingest.connectors.mds import MdsClient, MdsSettings
-from ingest.contracts import load_contract
-from ingest.landing import Window, land_batch, record_fetch_error
-from mobility.registry import Registry, load_registry
+from ingest.contracts import Contract, load_contract
+from ingest.landing import Window, atomic_write, land_batch, record_fetch_error
+from mobility.registry import Feed, Partner, Registry, load_registry
 from mobility.secrets import get_secret
 from mobility.settings import Workdir
 
@@ -75,10 +80,191 @@ def ingest_mds_hour(
     )
 
 
-# Ingest steps by feed kind; the Airflow DAGs and `mobility ingest` find them here.
-INGEST_STEPS = {"mds_trips": ingest_mds_hour}
-
+WINDOW_OF_SCHEDULE = {"every_5_minutes": timedelta(minutes=5), "hourly": timedelta(hours=1), "daily": timedelta(days=1)}
+# A snapshot is of the moment it is taken: it may land in the window just ended (the scheduler runs
+# a window after it closes, retries add minutes), never in an older one.
+SNAPSHOT_GRACE = timedelta(minutes=15)
 FAILED_OUTCOMES = ("rejected", "error")
+_OUTCOME_RANK = {"empty": 0, "accepted": 1, "partial": 2, "no_data": 3, "rejected": 4, "error": 5}
+
+
+def window_for(schedule: str, start: datetime) -> Window:
+    """The window of the registry schedule that contains `start` (UTC, aligned to its length)."""
+    length = WINDOW_OF_SCHEDULE[schedule]
+    start = start.astimezone(timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    aligned = epoch + (start - epoch) // length * length
+    return Window(aligned, aligned + length)
+
+
+def windows(start: datetime, end: datetime, schedule: str) -> list[Window]:
+    """Every window of `schedule` that starts in [start, end)."""
+    out, window = [], window_for(schedule, start)
+    while window.start < end:
+        out.append(window)
+        window = Window(window.end, window.end + (window.end - window.start))
+    return out
+
+
+def _feed_of(registry: Registry | None, partner_id: str, feed_kind: str) -> tuple[Partner, Feed, Contract]:
+    partner = (registry or load_registry()).partner(partner_id)
+    feed = partner.feed(feed_kind)
+    return partner, feed, load_contract(feed.contract)
+
+
+def _fetch_failed(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window,
+                  exc: FeedError) -> dict:
+    """No data for the window is an outcome; any other fetch failure is recorded, then raised."""
+    if isinstance(exc, NoData):
+        return record_fetch_error(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                                  error=str(exc), outcome="no_data")
+    record_fetch_error(workdir, partner=partner, feed=feed, contract=contract, window=window, error=str(exc))
+    raise exc
+
+
+def _summary(manifests: list[dict]) -> dict:
+    """One result for the batches of a multi-table contract: the worst outcome, summed counts."""
+    if len(manifests) == 1:
+        return manifests[0]
+    worst = max(manifests, key=lambda m: _OUTCOME_RANK.get(m["outcome"], 5))
+    return {
+        **{k: manifests[0][k] for k in ("partner_id", "feed", "window_start", "window_end", "contract",
+                                        "contract_version", "raw_sha256")},
+        "batch_id": ", ".join(m["batch_id"] for m in manifests),
+        "outcome": worst["outcome"],
+        "error": "; ".join(f"{m['dataset']}: {m['error']}" for m in manifests if m["error"]) or None,
+        "tables": {m["dataset"]: m["outcome"] for m in manifests},
+        **{k: sum(m[k] for m in manifests) for k in ("rows_received", "rows_accepted", "rows_rejected")},
+    }
+
+
+def _token(feed: Feed) -> str | None:
+    return get_secret(feed.credential) if feed.credential else None
+
+
+def ingest_gbfs_snapshot(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,
+                         registry: Registry | None = None) -> dict:
+    """Snapshot a partner's GBFS feed into the run's window: each table of its contract is the
+    GBFS file of the same name (`gbfs_feed`), found through gbfs.json and landed as a batch."""
+    partner, feed, contract = _feed_of(registry, partner_id, feed_kind)
+    window = window_for(feed.schedule, window_start)
+    now = datetime.now(timezone.utc)  # a snapshot is taken now: the window must be the current one
+    if not window.start <= now <= window.end + max(window.end - window.start, SNAPSHOT_GRACE):
+        return record_fetch_error(
+            workdir, partner=partner, feed=feed, contract=contract, window=window, outcome="no_data",
+            error=f"a GBFS snapshot shows the present; window {window.label} cannot be filled at {now:%Y-%m-%dT%H:%M}Z",
+        )
+    settings = GbfsSettings(discovery_url=feed.endpoint_url(), version=feed.version or "3.0", token=_token(feed))
+    manifests = []
+    with GbfsClient(settings) as client:
+        for table in contract.tables():
+            try:
+                fetched = client.file(table.properties["gbfs_feed"])
+            except FeedError as exc:
+                return _fetch_failed(workdir, partner, feed, contract, window, exc)
+            manifests.append(land_batch(workdir, partner=partner, feed=feed, contract=table, window=window,
+                                        raw=fetched.content, source=fetched.url))
+    return _summary(manifests)
+
+
+def _state_path(workdir: Workdir, partner_id: str, feed_kind: str):
+    return workdir.lake / "state" / partner_id / f"{feed_kind}.json"
+
+
+def ingest_gtfs_day(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,
+                    registry: Registry | None = None) -> dict:
+    """Download the agency's GTFS zip if it changed (ETag, then checksum) and land each of its
+    files as a table of the contract; an unchanged feed lands nothing and records `unchanged`."""
+    partner, feed, contract = _feed_of(registry, partner_id, feed_kind)
+    window = window_for(feed.schedule, window_start)
+    state_path = _state_path(workdir, partner.id, feed.feed)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    with GtfsClient(GtfsSettings(url=feed.endpoint_url(), token=_token(feed))) as client:
+        try:
+            download = client.feed(etag=state.get("etag"), last_modified=state.get("last_modified"))
+        except FeedError as exc:
+            return _fetch_failed(workdir, partner, feed, contract, window, exc)
+    sha = hashlib.sha256(download.content).hexdigest() if download else state.get("sha256")
+    if download is None or sha == state.get("sha256"):
+        return record_fetch_error(
+            workdir, partner=partner, feed=feed, contract=contract, window=window, outcome="unchanged",
+            error=f"feed unchanged since window {state.get('window')} (ETag {state.get('etag')}, sha256 {sha})",
+        )
+    manifests = []
+    for table in contract.tables():
+        manifest = land_batch(workdir, partner=partner, feed=feed, contract=table, window=window,
+                              raw=download.content, source=download.url, ext="zip")
+        manifests.append(manifest)
+        if manifest["outcome"] == "rejected" and not manifest["rows_received"]:
+            break  # the archive itself was refused: every other table would say the same
+    summary = _summary(manifests)
+    if summary["outcome"] not in FAILED_OUTCOMES:  # a refused feed is fetched and checked again next run
+        atomic_write(state_path, json.dumps({"etag": download.etag, "last_modified": download.last_modified,
+                                             "sha256": sha, "window": window.label}).encode())
+    return summary
+
+
+def _neighborhood_ids(workdir: Workdir) -> list[int]:
+    import pyarrow.parquet as pq
+
+    if not workdir.neighborhoods.exists():
+        raise FileNotFoundError(f"checking neighborhood codes needs the city: {workdir.neighborhoods} is missing")
+    return pq.read_table(workdir.neighborhoods, columns=["neighborhood_id"]).column(0).to_pylist()
+
+
+# Reference sets a contract's `codes` fields may name, and where the city keeps them.
+REFERENCE_CODES = {"neighborhood_id": _neighborhood_ids}
+
+
+def ingest_file_drop_day(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,
+                         registry: Registry | None = None) -> dict:
+    """Pick up the partner's file for the window's date from its drop folder and land it.
+
+    The partner is the folder's owner (the registry's `drop_folder`), never the file's content.
+    Files whose names break the registry's `filename_pattern` are moved to `rejected/`, and an
+    outcome naming them is recorded; the step's result is then that rejection unless the day's
+    own file was found.
+    """
+    partner, feed, contract = _feed_of(registry, partner_id, feed_kind)
+    window = window_for("daily", window_start)  # a file stands for its date, whatever the schedule
+    drop = DropFolder(DropSettings(folder=workdir.drops / (feed.drop_folder or partner.id),
+                                   filename_pattern=feed.filename_pattern or ""))
+    misnamed = drop.reject_misnamed()
+    rejection = None
+    if misnamed:
+        rejection = record_fetch_error(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                                       error="; ".join(misnamed), outcome="rejected")
+    codes = {f.codes for f in contract.fields if f.codes}
+    contract = contract.with_codes({name: REFERENCE_CODES[name](workdir) for name in codes})
+    try:
+        dropped = drop.pick_up(window.start.date())
+    except DropRefused as exc:
+        return record_fetch_error(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                                  error=str(exc), outcome="rejected")
+    if dropped is None:
+        return rejection or record_fetch_error(
+            workdir, partner=partner, feed=feed, contract=contract, window=window, outcome="no_data",
+            error=f"no file {drop.filename(window.start.date())} in drop folder '{drop.folder.name}' yet",
+        )
+    try:
+        manifest = land_batch(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                              raw=dropped.content, source=str(dropped.path.relative_to(workdir.root)),
+                              ext=dropped.path.suffix.lstrip(".") or "bin")
+    except BaseException:
+        drop.release(dropped.path)  # not the file's fault: leave it for the retry
+        raise
+    drop.finish(dropped.path, ok=manifest["outcome"] not in FAILED_OUTCOMES)
+    return manifest
+
+
+# Ingest steps by feed kind; the Airflow DAGs and `mobility ingest` find them here.
+INGEST_STEPS = {
+    "mds_trips": ingest_mds_hour,
+    "gbfs": ingest_gbfs_snapshot,
+    "gtfs_schedule": ingest_gtfs_day,
+    "ridehail_trips": ingest_file_drop_day,
+    "bikeshare_trips": ingest_file_drop_day,
+}
 
 
 class BatchRejected(RuntimeError):
@@ -105,22 +291,28 @@ def ingest_range(
     workers: int = 4,
     progress: bool = True,
 ) -> dict:
-    """Land every hour in [start, end) of `feed` from each partner, in parallel, with progress."""
+    """Land every window in [start, end) of `feed` from each partner (hours for an hourly feed,
+    days for a daily one), in parallel, with progress."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from rich.progress import Progress
 
     registry = load_registry()
-    pairs = [(p.id, f.feed) for p, f in registry.feeds(feed) if not partners or p.id in partners]
+    pairs = [(p.id, f) for p, f in registry.feeds(feed) if not partners or p.id in partners]
     if not pairs:
         raise ValueError(f"no partner in the registry has feed '{feed}'" + (f" among {partners}" if partners else ""))
-    jobs = [(pid, kind, h) for pid, kind in pairs for h in hours(start, end)]
+    if feed not in INGEST_STEPS:
+        raise ValueError(f"no ingest step for feed '{feed}' yet; steps exist for {sorted(INGEST_STEPS)}")
+    step = INGEST_STEPS[feed]
+    # the MDS step waits out "still processing" answers itself; the others have nothing to wait for
+    extra = {"not_ready_waits": (1, 2, 4)} if step is ingest_mds_hour else {}
+    jobs = [(pid, f.feed, w.start) for pid, f in pairs for w in windows(start, end, f.schedule)]
     manifests: list[dict] = []
     failures: list[str] = []
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(workers) as pool:
         task_id = bar.add_task(f"ingest {feed}", total=len(jobs))
         futures = {
-            pool.submit(ingest_mds_hour, workdir, pid, kind, h, registry=registry, not_ready_waits=(1, 2, 4)): (pid, h)
+            pool.submit(step, workdir, pid, kind, h, registry=registry, **extra): (pid, h)
             for pid, kind, h in jobs
         }
         for fut in as_completed(futures):

@@ -32,24 +32,38 @@ def test_one_ingest_dag_per_supported_registry_feed(dagbag):
     assert found == expected
 
 
-def test_ingest_dags_are_hourly_with_retries_and_emit_assets(dagbag):
+CRON_OF_SCHEDULE = {"every_5_minutes": "*/5 * * * *", "hourly": "0 * * * *", "daily": "0 0 * * *"}
+FILE_DROP_CRON = "0 12 * * *"  # noon UTC after the file's date: that date has ended in every time zone
+
+
+def test_ingest_dags_run_on_their_feeds_schedule_with_retries_and_emit_assets(dagbag):
+    from mobility.registry import load_registry
+
+    registry = load_registry()
     for dag_id in (d for d in dagbag.dag_ids if d.startswith("ingest__")):
         dag = dagbag.dags.get(dag_id)
-        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # the run covers its hour
-        assert dag.timetable.expression == "0 * * * *"
+        partner, feed = dag_id.split("__")[1:]
+        spec = registry.partner(partner).feed(feed)
+        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # the run covers its window
+        expected = FILE_DROP_CRON if spec.protocol == "file_drop" else CRON_OF_SCHEDULE[spec.schedule]
+        assert dag.timetable.expression == expected, f"{dag_id}: {spec.schedule} feed on {dag.timetable.expression}"
         assert dag.doc_md, f"{dag_id} has no documentation"
         (task,) = dag.tasks
         assert task.retries >= 3, f"{dag_id}: transient partner faults need retries"
         assert task.retry_exponential_backoff
-        partner, feed = dag_id.split("__")[1:]
         assert [o.uri for o in task.outlets] == [f"mobility://lake/bronze/{feed}/{partner}"]
 
 
 def test_warehouse_dag_is_scheduled_on_the_ingest_assets_with_one_writer(dagbag):
+    from mobility.orchestration import WAREHOUSE_INPUTS
+
     dag = dagbag.dags.get("warehouse")
+    # the assets emitted by the ingest DAGs of the feeds dbt models (not e.g. 5-minute GBFS)
     ingest_assets = {
-        o.uri for d in dagbag.dag_ids if d.startswith("ingest__") for t in dagbag.dags[d].tasks for o in t.outlets
+        o.uri for d in dagbag.dag_ids if d.startswith("ingest__") and d.split("__")[2] in WAREHOUSE_INPUTS
+        for t in dagbag.dags[d].tasks for o in t.outlets
     }
+    assert len(ingest_assets) == 2
     condition = dag.timetable.asset_condition
     assert type(condition).__name__ == "AssetAny"  # any partner's new batch triggers a build
     assert {a.uri for a in condition.objects} == ingest_assets
@@ -57,3 +71,19 @@ def test_warehouse_dag_is_scheduled_on_the_ingest_assets_with_one_writer(dagbag)
     assert all(t.pool == "warehouse" for t in dag.tasks)
     assert dag.get_task("publish").upstream_task_ids == {"publish_gate"}
     assert dag.get_task("publish_gate").upstream_task_ids == {"dbt_build"}
+
+
+def test_every_dag_alerts_on_failure_and_is_documented(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.doc_md, f"{dag_id} has no documentation"
+        for t in dag.tasks:
+            assert t.on_failure_callback, f"{dag_id}.{t.task_id} fails silently"
+
+
+def test_freshness_dag_checks_every_ingested_feed(dagbag):
+    from mobility.orchestration import SUPPORTED_FEEDS
+    from mobility.registry import load_registry
+
+    expected = {f"{p.id}__{f.feed}" for p, f in load_registry().feeds() if f.feed in SUPPORTED_FEEDS}
+    assert {t.task_id for t in dagbag.dags["feed_freshness"].tasks} == expected
+    assert all(t.retries == 0 for t in dagbag.dags["feed_freshness"].tasks)  # lateness is a verdict

@@ -219,3 +219,57 @@ def test_gate_fails_when_hidden_cells_are_zeros(tmp_path, mart_frames) -> None:
         run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
     failed = _failed_types(err.value)
     assert failed == {(OTHER_RESIDUALS, "expect_column_values_to_be_between", "residual")}
+
+
+# ---------------------------------------------------------------------------- volume against recent days
+
+VOLUME = f"{NEIGHBORHOOD_DAY}__volume"
+
+
+def _volume_frames(last_day_per_cell: int, days: int = 10) -> tuple[dict[str, pd.DataFrame], list[int]]:
+    """Marts of `days` days, 20-22 trips per neighborhood a day (none suppressed); the last day set apart."""
+    cells = {}
+    for d in range(1, days + 1):
+        per_cell = last_day_per_cell if d == days else 20 + d % 3
+        for nid, _, _ in MART_NEIGHBORHOODS:
+            cells[(nid, f"2026-07-{d:02d}", "scooter")] = per_cell
+    if last_day_per_cell < K:  # a drop: put the day's trips in one cell so nothing needs suppressing
+        for nid, _, _ in MART_NEIGHBORHOODS:
+            cells[(nid, f"2026-07-{days:02d}", "scooter")] = 0
+        cells[(1, f"2026-07-{days:02d}", "scooter")] = last_day_per_cell * len(MART_NEIGHBORHOODS)
+    con = mart_connection(cells)
+    frames: dict[str, pd.DataFrame] = {}
+    for table in SUPPRESSION:
+        frames[table] = con.execute(f'select * from "{table}"').df()
+        frames[f"{table}__published"] = con.execute(suppressed_select(table, list(frames[table].columns), K)).df()
+    con.close()
+    return frames, [n[0] for n in MART_NEIGHBORHOODS]
+
+
+def test_volume_normal_day_passes(tmp_path) -> None:
+    frames, ids = _volume_frames(21)
+    result = run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    assert result.success, result.message()
+    assert any(o.frame == VOLUME and o.column == "ratio" for o in result.outcomes)
+    assert any("volume: 2026-07-10" in n and "over 7 prior day(s)" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(("per_cell", "kind"), [(2, "drop"), (60, "spike")])
+def test_volume_drop_or_spike_fails_on_the_named_expectation(tmp_path, per_cell: int, kind: str) -> None:
+    frames, ids = _volume_frames(per_cell)  # 2 vs ~21 per cell is a 90% drop; 60 is ~2.9x
+    with pytest.raises(GateFailed) as err:
+        run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids)
+    assert (VOLUME, "expect_column_values_to_be_between", "ratio") in _failed_types(err.value)
+    assert f"expect_column_values_to_be_between on {VOLUME}.ratio" in str(err.value)
+    (outcome,) = [o for o in err.value.result.failed if o.frame == VOLUME]
+    ratio = outcome.unexpected_examples[0]
+    assert ratio < 0.5 if kind == "drop" else ratio > 2
+
+
+def test_volume_with_too_little_history_passes_with_a_note(tmp_path) -> None:
+    frames, ids = _volume_frames(2, days=3)  # a 90% drop, but only 2 prior days
+    result = run_publish_gate(tmp_path, k=K, frames=frames, neighborhood_ids=ids, enforce=False)
+    assert result.success, result.message()
+    assert not any(o.frame == VOLUME for o in result.outcomes)
+    assert any("not judged: fewer than 3 prior days" in n for n in result.notes)
+    assert json.loads(result.result_path.read_text())["notes"] == result.notes

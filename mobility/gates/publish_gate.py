@@ -7,6 +7,8 @@ Checks, per published mart:
 - every neighborhood present for every day (row count = neighborhoods x days x modes, key unique)
 - no negative counts or rates; rates finite (inf fails the range check; NaN, which pandas cannot
   tell from NULL, fails "not null where population > 0", the only rows where a rate must exist)
+- volume: the newest day's total trips within 0.5x..2x the median of the 7 days before it
+  (`VolumeCheck`); with fewer than 3 prior days the result notes that volume was not judged
 - suppression applied: the frame that will be published has no count in 1..k-1, and no
   published total gives back a suppressed cell by subtraction (complementary suppression):
   from the published frames alone, a total minus its visible cells is 0 with no hidden cell, or
@@ -20,7 +22,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,19 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from mobility.gates._gx import (
+    GX_LOCK,
+    ExpectationOutcome,
+    GateFailed,
+    GateResult,
+    build_docs,
+    gate_error,
+    json_safe,
+    new_context,
+    outcomes_from,
+    store_result,
+    validate_frame,
+)
 from mobility.settings import Workdir
 from mobility.warehouse.suppression import COMPLEMENTARY, DEFAULT_K, SUPPRESSION, suppressed_select
 
@@ -37,74 +52,6 @@ MAX_RATE = 1e9  # finite upper bound: anything above is a bug, and inf fails it
 
 NEIGHBORHOOD_DAY = "mart_trips_per_neighborhood_day"
 EQUITY_DAILY = "mart_equity_trips_daily"
-
-
-class GateFailed(RuntimeError):
-    """The gate failed; the message names each failed expectation."""
-
-    def __init__(self, message: str, result: "GateResult"):
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
-class ExpectationOutcome:
-    frame: str
-    expectation_type: str
-    column: str | None
-    success: bool
-    observed_value: Any = None
-    unexpected_count: int | None = None
-    unexpected_examples: list = field(default_factory=list)
-    exception: str | None = None
-
-    def describe(self) -> str:
-        where = f"{self.frame}.{self.column}" if self.column else self.frame
-        if self.exception:
-            return f"{self.expectation_type} on {where}: GX error: {self.exception}"
-        detail = f"observed {self.observed_value!r}" if self.observed_value is not None else ""
-        if self.unexpected_count:
-            detail = f"{self.unexpected_count} unexpected, e.g. {self.unexpected_examples[:5]!r}"
-        return f"{self.expectation_type} on {where}: {detail}".rstrip(": ")
-
-
-@dataclass
-class GateResult:
-    gate: str
-    run_at: str
-    k: int
-    outcomes: list[ExpectationOutcome] = field(default_factory=list)
-    result_path: Path | None = None
-    data_docs: str | None = None
-
-    @property
-    def success(self) -> bool:
-        # an empty gate proves nothing: no outcomes is a failure too
-        return bool(self.outcomes) and all(o.success for o in self.outcomes)
-
-    @property
-    def failed(self) -> list[ExpectationOutcome]:
-        return [o for o in self.outcomes if not o.success]
-
-    def message(self) -> str:
-        if self.success:
-            return f"{self.gate} gate passed ({len(self.outcomes)} expectations)"
-        if not self.outcomes:
-            return f"{self.gate} gate failed: no expectation was evaluated"
-        lines = [f"{self.gate} gate failed {len(self.failed)} of {len(self.outcomes)} expectations:"]
-        return "\n".join(lines + [f"- {o.describe()}" for o in self.failed])
-
-    def summary(self) -> dict:
-        return {
-            "gate": self.gate,
-            "success": self.success,
-            "run_at": self.run_at,
-            "k": self.k,
-            "expectations": len(self.outcomes),
-            "failed": [o.describe() for o in self.failed],
-            "result_path": str(self.result_path) if self.result_path else None,
-            "data_docs": self.data_docs,
-        }
 
 
 # ---------------------------------------------------------------------------- frames to validate
@@ -237,85 +184,85 @@ def _days_in_range(dates: pd.Series) -> int:
 
 # ---------------------------------------------------------------------------- running GX
 
-def _exception_text(info: Any) -> str | None:
-    """GX reports errors either flat or keyed by metric id; find any raised exception in either."""
-    if not isinstance(info, Mapping):
-        return None
-    if info.get("raised_exception"):
-        return str(info.get("exception_message") or "exception")
-    for value in info.values():
-        found = _exception_text(value)
-        if found:
-            return found
-    return None
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
-    return value
-
-
 def validate_frames(
     frames: Mapping[str, pd.DataFrame], suites: Mapping[str, list], docs_dir: Path | None
 ) -> tuple[list[ExpectationOutcome], str | None]:
-    """Validate each frame with its suite in an ephemeral GX context; build Data Docs into docs_dir."""
+    """Validate each frame with its suite; build Data Docs into docs_dir (the site shared by both gates)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    site = "publish_gate"
-    if docs_dir is not None:
-        context.add_data_docs_site(
-            site,
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-    source = context.data_sources.add_pandas("marts")
     outcomes: list[ExpectationOutcome] = []
-    for name, expectations in suites.items():
-        if not expectations:
-            continue
-        batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"publish_gate.{name}"))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"publish_gate.{name}", data=batch_definition, suite=suite)
-        )
-        result = validation.run(batch_parameters={"dataframe": frames[name]}, result_format="SUMMARY")
-        for r in result.results:
-            exception = _exception_text(r.exception_info)
-            details = r.result or {}
-            outcomes.append(
-                ExpectationOutcome(
-                    frame=name,
-                    expectation_type=r.expectation_config.type,
-                    column=r.expectation_config.kwargs.get("column"),
-                    # an expectation that raised is a failure whatever GX put in `success`
-                    success=bool(r.success) and exception is None,
-                    observed_value=_json_safe(details.get("observed_value")),
-                    unexpected_count=details.get("unexpected_count"),
-                    unexpected_examples=_json_safe(details.get("partial_unexpected_list") or []),
-                    exception=exception,
-                )
-            )
-    docs_url = None
-    if docs_dir is not None:
-        docs_url = context.build_data_docs(site_names=[site]).get(site)
+    keys = []
+    with GX_LOCK:
+        context = new_context(docs_dir.parent if docs_dir is not None else None)
+        run_name = f"publish-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        for name, expectations in suites.items():
+            if not expectations:
+                continue
+            suite = gx.ExpectationSuite(name=f"publish_gate.{name}", expectations=expectations)
+            result, batch_id = validate_frame(context, frames[name], suite, asset=name)
+            outcomes += outcomes_from(result, name)
+            if docs_dir is not None:
+                keys.append(store_result(context, suite, result, batch_id=batch_id, run_name=run_name))
+        docs_url = build_docs(context, keys) if keys else None
     return outcomes, docs_url
+
+
+# ---------------------------------------------------------------------------- volume against recent days
+
+@dataclass(frozen=True)
+class VolumeCheck:
+    """The newest day's total trips against the median of the previous `days` days of the same mart."""
+
+    days: int = 7
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+    min_history: int = 3  # fewer prior days than this: not judged, and the result says so
+
+
+VOLUME = f"{NEIGHBORHOOD_DAY}__volume"
+
+
+def volume_frame(mart: pd.DataFrame, check: VolumeCheck) -> tuple[pd.DataFrame, int, str]:
+    """One row for the newest day: its trips, the prior days' median and the ratio; plus a note."""
+    daily = mart.groupby(pd.to_datetime(mart["trip_date"]))["trips_started"].sum().sort_index()
+    if daily.empty:
+        return pd.DataFrame(columns=["trip_date", "trips", "baseline_median", "prior_days", "ratio"]), 0, (
+            "volume: the mart has no day to compare"
+        )
+    newest = daily.index[-1]
+    prior = daily[(daily.index < newest) & (daily.index >= newest - pd.Timedelta(days=check.days))]
+    trips = float(daily.iloc[-1])
+    median = float(prior.median()) if len(prior) else math.nan
+    if len(prior) == 0:
+        ratio = math.nan
+    elif median == 0:
+        ratio = 1.0 if trips == 0 else math.inf  # from nothing to something is a spike
+    else:
+        ratio = trips / median
+    frame = pd.DataFrame(
+        {"trip_date": [newest], "trips": [trips], "baseline_median": [median], "prior_days": [len(prior)], "ratio": [ratio]}
+    )
+    note = (
+        f"volume: {newest:%Y-%m-%d} has {trips:,.0f} trips vs a median of {median:,.1f} over {len(prior)} prior "
+        f"day(s) (ratio {ratio:.2f}; allowed {check.min_ratio}..{check.max_ratio})"
+    )
+    if len(prior) < check.min_history:
+        note += f"; not judged: fewer than {check.min_history} prior days of history"
+    return frame, len(prior), note
+
+
+def volume_suites(frame: pd.DataFrame, prior_days: int, check: VolumeCheck) -> dict[str, list]:
+    import great_expectations as gx
+
+    if prior_days < check.min_history:
+        return {}
+    E = gx.expectations
+    return {
+        VOLUME: [
+            E.ExpectColumnValuesToNotBeNull(column="ratio"),
+            E.ExpectColumnValuesToBeBetween(column="ratio", min_value=check.min_ratio, max_value=check.max_ratio),
+        ]
+    }
 
 
 def run_publish_gate(
@@ -326,6 +273,7 @@ def run_publish_gate(
     frames: Mapping[str, pd.DataFrame] | None = None,
     neighborhood_ids: list[int] | None = None,
     validate: Callable[..., tuple[list[ExpectationOutcome], str | None]] = validate_frames,
+    volume: VolumeCheck = VolumeCheck(),
 ) -> GateResult:
     """Run the publish gate on the warehouse's marts; write the JSON result; raise GateFailed if enforcing.
 
@@ -340,14 +288,13 @@ def run_publish_gate(
             frames = frames if frames is not None else read
             neighborhood_ids = neighborhood_ids if neighborhood_ids is not None else ids
         frames = {**frames, **residual_frames(frames)}
-        suites = build_suites(frames, neighborhood_ids, k)
+        frames[VOLUME], prior_days, note = volume_frame(frames[NEIGHBORHOOD_DAY], volume)
+        result.notes.append(note)
+        suites = {**build_suites(frames, neighborhood_ids, k), **volume_suites(frames[VOLUME], prior_days, volume)}
         result.outcomes, result.data_docs = validate(frames, suites, wd.gates / "data_docs")
     except Exception as exc:  # the gate itself broke: record it as a failed check, never a pass
         log.exception("publish gate errored")
-        result.outcomes.append(
-            ExpectationOutcome(frame="*", expectation_type="gate_run", column=None, success=False,
-                               exception=f"{type(exc).__name__}: {exc}")
-        )
+        result.outcomes.append(gate_error(exc))
     result.result_path = _write_result(wd, result, run_at)
     log.info(result.message())
     if enforce and not result.success:
@@ -359,6 +306,6 @@ def _write_result(wd: Workdir, result: GateResult, run_at: datetime) -> Path:
     folder = wd.gates / "publish"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_at:%Y%m%dT%H%M%S%fZ}.json"
-    payload = result.summary() | {"outcomes": [_json_safe(asdict(o)) for o in result.outcomes]}
+    payload = result.summary() | {"outcomes": [json_safe(asdict(o)) for o in result.outcomes]}
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path

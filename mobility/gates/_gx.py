@@ -1,0 +1,265 @@
+"""Great Expectations plumbing shared by the landing and publish gates.
+
+Both gates validate pandas frames (GX over SQLAlchemy + duckdb-engine returns empty results, see
+DESIGN.md) in a short-lived ephemeral context. When a gates folder is given, the context keeps
+its expectation suites and validation results on disk under ``<gates>/gx`` and both gates build
+into one Data Docs site at ``<gates>/data_docs``: an in-memory store would make each build delete
+the pages of every other run (GX cleans site pages whose source result it cannot find).
+
+Everything here turns GX results into plain outcomes; an expectation that raised is a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # GX takes ~8 s to import: only the functions that run it import it
+    import pandas as pd
+    from great_expectations.data_context import AbstractDataContext
+
+log = logging.getLogger(__name__)
+
+DOCS_SITE = "gates"
+# the Data Docs index lists the newest results only, so rebuilding it stays cheap as results pile up
+DOCS_INDEX_LIMIT = 200
+
+# GX keeps a process-wide "current context"; gates running in threads (parallel ingest) take turns
+GX_LOCK = threading.RLock()
+
+
+class GateFailed(RuntimeError):
+    """The gate failed; the message names each failed expectation."""
+
+    def __init__(self, message: str, result: "GateResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ExpectationOutcome:
+    frame: str
+    expectation_type: str
+    column: str | None
+    success: bool
+    observed_value: Any = None
+    unexpected_count: int | None = None
+    unexpected_examples: list = field(default_factory=list)
+    exception: str | None = None
+    rule: str | None = None  # the contract rule (or gate check) the expectation implements
+    unexpected_index: list = field(default_factory=list)  # frame rows, for example rows in reports
+
+    def describe(self) -> str:
+        where = f"{self.frame}.{self.column}" if self.column else self.frame
+        if self.exception:
+            return f"{self.expectation_type} on {where}: GX error: {self.exception}"
+        detail = f"observed {self.observed_value!r}" if self.observed_value is not None else ""
+        if self.unexpected_count:
+            detail = f"{self.unexpected_count} unexpected, e.g. {self.unexpected_examples[:5]!r}"
+        return f"{self.expectation_type} on {where}: {detail}".rstrip(": ")
+
+
+@dataclass
+class GateResult:
+    gate: str
+    run_at: str
+    k: int | None = None
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    result_path: Path | None = None
+    data_docs: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the gate could not judge, and why
+
+    @property
+    def success(self) -> bool:
+        # an empty gate proves nothing: no outcomes is a failure too
+        return bool(self.outcomes) and all(o.success for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def message(self) -> str:
+        if self.success:
+            return f"{self.gate} gate passed ({len(self.outcomes)} expectations)"
+        if not self.outcomes:
+            return f"{self.gate} gate failed: no expectation was evaluated"
+        lines = [f"{self.gate} gate failed {len(self.failed)} of {len(self.outcomes)} expectations:"]
+        return "\n".join(lines + [f"- {o.describe()}" for o in self.failed])
+
+    def summary(self) -> dict:
+        return {
+            "gate": self.gate,
+            "success": self.success,
+            "run_at": self.run_at,
+            "k": self.k,
+            "expectations": len(self.outcomes),
+            "failed": [o.describe() for o in self.failed],
+            "notes": self.notes,
+            "result_path": str(self.result_path) if self.result_path else None,
+            "data_docs": self.data_docs,
+        }
+
+
+def gate_error(exc: BaseException, frame: str = "*") -> ExpectationOutcome:
+    """The gate itself broke: recorded as a failed check, never a pass or a skip."""
+    return ExpectationOutcome(
+        frame=frame, expectation_type="gate_run", column=None, success=False,
+        exception=f"{type(exc).__name__}: {exc}",
+    )
+
+
+def exception_text(info: Any) -> str | None:
+    """GX reports errors either flat or keyed by metric id; find any raised exception in either."""
+    if not isinstance(info, Mapping):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception")
+    for value in info.values():
+        found = exception_text(value)
+        if found:
+            return found
+    return None
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0):  # numpy arrays (list columns)
+        return json_safe(value.tolist())
+    if hasattr(value, "item"):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def outcomes_from(result: Any, frame: str) -> list[ExpectationOutcome]:
+    """One outcome per expectation of a GX suite validation result."""
+    outcomes = []
+    for r in result.results:
+        exception = exception_text(r.exception_info)
+        details = r.result or {}
+        config = r.expectation_config
+        outcomes.append(
+            ExpectationOutcome(
+                frame=frame,
+                expectation_type=config.type,
+                column=config.kwargs.get("column") or config.kwargs.get("column_A"),
+                # an expectation that raised is a failure whatever GX put in `success`
+                success=bool(r.success) and exception is None,
+                observed_value=json_safe(details.get("observed_value")),
+                unexpected_count=details.get("unexpected_count"),
+                unexpected_examples=json_safe(details.get("partial_unexpected_list") or []),
+                exception=exception,
+                rule=(config.meta or {}).get("rule"),
+                unexpected_index=json_safe(details.get("partial_unexpected_index_list") or []),
+            )
+        )
+    return outcomes
+
+
+# ---------------------------------------------------------------------------- context and docs
+
+def new_context(gates_dir: Path | None) -> "AbstractDataContext":
+    """An ephemeral GX context; with ``gates_dir``, suites and results persist there and Data Docs build."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    if gates_dir is not None:
+        store = gates_dir / "gx"
+        config.stores["expectations_store"] = {
+            "class_name": "ExpectationsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(store / "expectations")},
+        }
+        config.stores["validation_results_store"] = {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(store / "validations")},
+        }
+        config.data_docs_sites = {
+            DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(gates_dir / "data_docs"),
+                },
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": DOCS_INDEX_LIMIT,
+                },
+            }
+        }
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def validate_frame(
+    context: "AbstractDataContext",
+    frame: "pd.DataFrame",
+    suite: Any,
+    *,
+    asset: str,
+    parameters: Mapping[str, Any] | None = None,
+    result_format: Any = "SUMMARY",
+) -> tuple[Any, str]:
+    """Validate one pandas frame with a suite; returns the GX result and the batch id."""
+    source = _pandas_source(context)
+    try:
+        asset_obj = source.get_asset(asset)
+    except LookupError:
+        asset_obj = source.add_dataframe_asset(asset)
+    definition = next(iter(asset_obj.batch_definitions), None) or asset_obj.add_batch_definition_whole_dataframe("whole")
+    batch = definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format=result_format, expectation_parameters=dict(parameters or {}))
+    return result, batch.id
+
+
+def store_result(context: "AbstractDataContext", suite: Any, result: Any, *, batch_id: str, run_name: str) -> Any:
+    """Keep a result (and its suite) in the context's stores so Data Docs can render it; returns its key."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
+    result.meta["run_id"] = run_id
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+        run_id=run_id,
+        batch_identifier=batch_id,
+    )
+    context.suites.add_or_update(suite)
+    context.validation_results_store.set(key, result)
+    return key
+
+
+def _pandas_source(context: "AbstractDataContext") -> Any:
+    try:
+        return context.data_sources.get("frames")
+    except (KeyError, ValueError, LookupError):
+        return context.data_sources.add_pandas("frames")
+
+
+def build_docs(context: "AbstractDataContext", keys: list[Any]) -> str | None:
+    """Render the pages of these results (and their suites) into the shared site; rebuild its index."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    suites = {k.expectation_suite_identifier.name for k in keys}
+    resources = [*keys, *(ExpectationSuiteIdentifier(name=s) for s in suites)]
+    return context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=resources).get(DOCS_SITE)

@@ -1,0 +1,355 @@
+"""The landing gate: a batch-level Great Expectations decision on each batch's typed rows.
+
+`Contract.check` already drops bad rows one by one; this gate decides whether the batch as a
+whole may land. Its suite is derived from the contract, never written by hand:
+
+- schema: the table has exactly the contract's columns, each of its logical type
+- per field: required -> not null, enum -> in set, minimum/maximum -> between, unique -> unique,
+  several primaryKey fields -> compound unique
+- the contract's quality rules that a schema cannot express, by implementation or name:
+  `end_not_before_start` (start_field/end_field), `in_request_window` and `on_window_date`
+  (window_field inside the requested window), `trip_total_is_sum`, `plausible_speed` (bound from
+  `mustBeLessThan`, km/h), `locations_in_city` (points inside city.json's bbox plus `margin_km`)
+
+The suite is built once per contract table and cached; what changes per batch (the window, the
+city's bbox) goes in as suite parameters. A failing batch is quarantined whole with a report the
+partner can read; a gate that raises is a failed gate, never a pass or a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ingest.contracts import Contract
+from mobility.gates._gx import (
+    GX_LOCK,
+    GateResult,
+    build_docs,
+    gate_error,
+    json_safe,
+    new_context,
+    outcomes_from,
+    store_result,
+    validate_frame,
+)
+from mobility.settings import Workdir
+
+log = logging.getLogger(__name__)
+
+KM_PER_DEG_LAT = 111.32
+MAX_EXAMPLE_ROWS = 5
+# SUMMARY keeps GX's work bounded on big batches; the index list gives us example rows
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+
+@dataclass
+class LandingSuite:
+    """The cached suite of one contract table, and what each batch must add to its frame."""
+
+    suite: Any  # gx.ExpectationSuite on the batch's rows
+    schema_suite: Any  # gx.ExpectationSuite on the batch's Arrow types vs the contract's (see schema_frame)
+    columns: list[str]
+    derived: dict[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
+    window: str | None = None  # "instant" (tz-aware UTC) or "day" (naive local date); None: no window rule
+    points: list[tuple[str, str]] = field(default_factory=list)  # (lat column, lon column)
+    margin_km: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+_SUITES: dict[tuple[str, str, str], LandingSuite] = {}
+_SUITES_LOCK = threading.Lock()
+
+
+def landing_suite(contract: Contract) -> LandingSuite:
+    """The suite of a contract table, built on first use and cached for the process."""
+    key = (contract.ref, contract.table, str(contract.path))
+    with _SUITES_LOCK:
+        if key not in _SUITES:
+            _SUITES[key] = _build_suite(contract)
+        return _SUITES[key]
+
+
+def _param(name: str) -> dict:
+    return {"$PARAMETER": name}
+
+
+def _build_suite(contract: Contract) -> LandingSuite:
+    import great_expectations as gx
+
+    E = gx.expectations
+    columns = [f.column for f in contract.fields]
+    by_name = {f.name: f for f in contract.fields}
+    out = LandingSuite(suite=None, schema_suite=None, columns=columns)
+    expectations: list[Any] = []
+
+    def add(expectation: Any, rule: str) -> None:
+        expectation.meta = {"rule": rule}
+        expectations.append(expectation)
+
+    add(E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=False), "schema")
+    for f in contract.fields:
+        if f.required:
+            add(E.ExpectColumnValuesToNotBeNull(column=f.column), f"{f.name}: required")
+        if f.enum is not None:
+            add(E.ExpectColumnValuesToBeInSet(column=f.column, value_set=sorted(f.enum)), f"{f.name}: enum")
+        if f.minimum is not None or f.maximum is not None:
+            add(E.ExpectColumnValuesToBeBetween(column=f.column, min_value=f.minimum, max_value=f.maximum),
+                f"{f.name}: range")
+        if f.unique:
+            add(E.ExpectColumnValuesToBeUnique(column=f.column), f"{f.name}: unique")
+    obj = _schema_object(contract)
+    keys = [by_name[p.name].column for p in obj.properties or [] if p.primaryKey and p.name in by_name]
+    if len(keys) > 1:
+        add(E.ExpectCompoundColumnsToBeUnique(column_list=keys), "primary key")
+
+    for q in obj.quality or []:
+        rule = q.implementation if q.type == "custom" and isinstance(q.implementation, str) else q.name
+        custom = {p.property: p.value for p in q.customProperties or []}
+        if rule == "end_not_before_start":
+            start = by_name[contract.properties.get("start_field", "start_time")].column
+            end = by_name[contract.properties.get("end_field", "end_time")].column
+            add(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=end, column_B=start, or_equal=True,
+                                                          ignore_row_if="either_value_is_missing"), q.name or rule)
+        elif rule in ("in_request_window", "on_window_date") and contract.window_field:
+            column = by_name[contract.window_field].column
+            out.window = "instant" if rule == "in_request_window" else "day"
+            add(E.ExpectColumnValuesToBeBetween(column=column, min_value=_param("window_start"),
+                                                max_value=_param("window_end"), strict_max=True), q.name or rule)
+        elif rule == "trip_total_is_sum":
+            out.derived["trip_total_minus_parts"] = lambda df: (
+                df["trip_total"] - df[["fare", "tip", "additional_charges"]].fillna(0).sum(axis=1)
+            ).abs()
+            add(E.ExpectColumnValuesToBeBetween(column="trip_total_minus_parts", max_value=0.011), q.name or rule)
+        elif rule == "plausible_speed":
+            if q.mustBeLessThan is None:
+                raise ValueError(f"{contract.ref}: quality rule plausible_speed needs mustBeLessThan (km/h)")
+            distance = by_name[custom.get("distance_field", "distance")]
+            duration = by_name[custom.get("duration_field", "duration")]
+            _require_unit(contract, distance.name, "m")
+            _require_unit(contract, duration.name, "s")
+            # metres per second * 3.6 = km/h; zero duration with a distance is infinitely fast
+            out.derived["speed_kmh"] = lambda df, d=distance.column, t=duration.column: (
+                df[d] / df[t].where(df[t] != 0) * 3.6
+            ).where(df[t] != 0, (df[d] > 0).map({True: math.inf, False: math.nan}))
+            add(E.ExpectColumnValuesToBeBetween(column="speed_kmh", max_value=float(q.mustBeLessThan),
+                                                strict_max=True), q.name)
+        elif rule == "locations_in_city":
+            out.margin_km = float(custom.get("margin_km", 0))
+            for point in custom.get("points") or []:
+                lat, lon = by_name[f"{point}.lat"].column, by_name[f"{point}.lng"].column
+                out.points.append((lat, lon))
+                add(E.ExpectColumnValuesToBeBetween(column=lat, min_value=_param("min_lat"),
+                                                    max_value=_param("max_lat")), q.name)
+                add(E.ExpectColumnValuesToBeBetween(column=lon, min_value=_param("min_lon"),
+                                                    max_value=_param("max_lon")), q.name)
+        else:
+            out.notes.append(f"quality rule {q.name or rule!r} is checked row by row only (no batch expectation)")
+
+    name = ".".join(filter(None, ("landing", contract.id, contract.part)))
+    out.suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    # logical types are checked on the Arrow schema: pandas blurs them (ints with nulls turn float)
+    types = E.ExpectColumnPairValuesToBeEqual(column_A="batch_type", column_B="contract_type")
+    types.meta = {"rule": "logical types"}
+    out.schema_suite = gx.ExpectationSuite(name=f"{name}.schema", expectations=[types])
+    return out
+
+
+def _schema_object(contract: Contract) -> Any:
+    return next(o for o in contract.model.schema_ if o.name == contract.table) if contract.table else contract.model.schema_[0]
+
+
+def _require_unit(contract: Contract, name: str, unit: str) -> None:
+    prop = next(p for p in _schema_object(contract).properties if p.name == name)
+    found = {p.property: p.value for p in prop.customProperties or []}.get("unit")
+    if found != unit:
+        raise ValueError(f"{contract.ref}: plausible_speed needs '{name}' in {unit}, the contract says {found!r}")
+
+
+# ---------------------------------------------------------------------------- per batch
+
+def city_bbox(wd: Workdir) -> tuple[float, float, float, float] | None:
+    """city.json's [minlon, minlat, maxlon, maxlat], or None without a city or a bbox."""
+    try:
+        bbox = json.loads(wd.city_meta.read_text()).get("bbox")
+    except FileNotFoundError:
+        return None
+    return tuple(float(v) for v in bbox) if bbox else None  # type: ignore[return-value]
+
+
+def batch_parameters(
+    spec: LandingSuite, window: tuple[datetime, datetime], bbox: tuple[float, float, float, float] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Suite parameters for one batch, and notes on what could not be checked."""
+    params: dict[str, Any] = {}
+    notes: list[str] = []
+    if spec.window == "instant":
+        params["window_start"], params["window_end"] = (pd.Timestamp(t).tz_convert("UTC") for t in window)
+    elif spec.window == "day":
+        # a daily file holds local wall-clock times of the file's date
+        day = pd.Timestamp(window[0].astimezone(timezone.utc).date())
+        params["window_start"], params["window_end"] = day, day + pd.Timedelta(days=1)
+    if spec.points:
+        if bbox is None:
+            # no city loaded: still a check, but only against the earth's bounds
+            bbox = (-180.0, -90.0, 180.0, 90.0)
+            notes.append("no city bbox in city.json: points checked against WGS84 bounds only")
+        min_lon, min_lat, max_lon, max_lat = bbox
+        dlat = spec.margin_km / KM_PER_DEG_LAT
+        dlon = spec.margin_km / (KM_PER_DEG_LAT * max(math.cos(math.radians((min_lat + max_lat) / 2)), 0.01))
+        params.update(min_lat=min_lat - dlat, max_lat=max_lat + dlat, min_lon=min_lon - dlon, max_lon=max_lon + dlon)
+    return params, notes
+
+
+def schema_frame(contract: Contract, table: pa.Table) -> pd.DataFrame:
+    """One row per contract column: the Arrow type the batch has and the one the contract gives."""
+    names = set(table.schema.names)
+    return pd.DataFrame(
+        {
+            "column": [f.column for f in contract.fields],
+            "batch_type": [str(table.schema.field(f.column).type) if f.column in names else "missing" for f in contract.fields],
+            "contract_type": [str(f.arrow_type) for f in contract.fields],
+        }
+    )
+
+
+def to_frame(spec: LandingSuite, table: pa.Table) -> pd.DataFrame:
+    """The typed Arrow batch as pandas, with the derived columns the semantic rules check."""
+    frame = table.to_pandas()
+    for name, compute in spec.derived.items():
+        try:
+            frame[name] = compute(frame)
+        except KeyError:
+            pass  # a source column is missing: the schema expectation and this one fail on it in GX
+    return frame
+
+
+def run_landing_gate(
+    workdir: Workdir,
+    contract: Contract,
+    table: pa.Table,
+    *,
+    window: tuple[datetime, datetime],
+    partner_id: str,
+    feed: str,
+    batch: str,
+    batch_id: str | None = None,
+    quarantine_dir: Path | None = None,
+    docs: str = "failures",
+) -> GateResult:
+    """Validate one batch's typed rows; write the result JSON and, on failure, the partner's report.
+
+    ``batch`` names the result file (``<window>__<sha12>``). ``docs``: "failures" (default: Data
+    Docs for failed batches only, a passing batch has its JSON result), "always" or "never".
+    """
+    run_at = datetime.now(timezone.utc)
+    result = GateResult(gate="landing", run_at=run_at.isoformat())
+    frame: pd.DataFrame | None = None
+    params: dict[str, Any] = {}
+    try:
+        spec = landing_suite(contract)
+        params, notes = batch_parameters(spec, window, city_bbox(workdir))
+        result.notes += spec.notes + notes
+        frame = to_frame(spec, table)
+        result.outcomes, result.data_docs = _validate(
+            workdir, spec, frame, schema_frame(contract, table), params,
+            run_name=f"{partner_id}.{feed}.{batch}", docs=docs,
+        )
+    except Exception as exc:  # the gate itself broke: a failed check, never a pass
+        log.exception("landing gate errored on %s", batch_id or batch)
+        result.outcomes.append(gate_error(exc))
+    result.result_path = _write_result(workdir, result, feed, partner_id, batch, json_safe(params))
+    if not result.success:
+        log.warning("batch %s: %s", batch_id or batch, result.message())
+        if quarantine_dir is not None:
+            write_report(quarantine_dir, result, frame, contract, batch_id=batch_id)
+    return result
+
+
+def _validate(
+    workdir: Workdir,
+    spec: LandingSuite,
+    frame: pd.DataFrame,
+    types: pd.DataFrame,
+    params: dict,
+    *,
+    run_name: str,
+    docs: str,
+) -> tuple[list, str | None]:
+    with GX_LOCK:
+        context = new_context(workdir.gates if docs != "never" else None)
+        runs = [
+            (spec.schema_suite, *validate_frame(context, types, spec.schema_suite, asset="landing_schema")),
+            (spec.suite, *validate_frame(context, frame, spec.suite, asset="landing", parameters=params,
+                                         result_format=RESULT_FORMAT)),
+        ]
+        outcomes = [o for suite, result, _ in runs for o in outcomes_from(result, suite.name)]
+        failed = not outcomes or not all(o.success for o in outcomes)
+        if docs == "always" or (docs == "failures" and failed):
+            keys = [store_result(context, suite, result, batch_id=batch_id, run_name=run_name)
+                    for suite, result, batch_id in runs]
+            return outcomes, build_docs(context, keys)
+        return outcomes, None
+
+
+def _write_result(wd: Workdir, result: GateResult, feed: str, partner_id: str, batch: str, params: dict) -> Path:
+    folder = wd.gates / "landing" / feed / partner_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{batch}.json"
+    payload = result.summary() | {"parameters": params, "outcomes": [json_safe(asdict(o)) for o in result.outcomes]}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def write_report(
+    folder: Path, result: GateResult, frame: pd.DataFrame | None, contract: Contract, *, batch_id: str | None
+) -> Path:
+    """The partner-readable report of a rejected batch: each failed expectation, counts, example rows."""
+    from ingest.landing import atomic_write  # landing imports this module; import late
+
+    columns = [f.column for f in contract.fields]
+    failed = []
+    for o in result.failed:
+        examples = []
+        if frame is not None and o.unexpected_index:
+            rows = frame.loc[[i for i in o.unexpected_index[:MAX_EXAMPLE_ROWS] if i in frame.index], columns]
+            examples = json_safe(rows.astype(object).where(rows.notna(), None).to_dict(orient="records"))
+        failed.append({
+            "expectation": o.expectation_type,
+            "column": o.column,
+            "rule": o.rule,
+            "unexpected_rows": o.unexpected_count,
+            "unexpected_values": o.unexpected_examples[:MAX_EXAMPLE_ROWS],
+            "observed": o.observed_value,
+            "gx_error": o.exception,
+            "example_rows": examples,
+        })
+    report = {
+        "batch_id": batch_id,
+        "contract": contract.ref,
+        "verdict": "batch rejected by the landing gate: nothing from it was loaded",
+        "rows_checked": None if frame is None else int(len(frame)),
+        "failed_expectations": failed,
+        "notes": result.notes,
+        "gate_result": str(result.result_path) if result.result_path else None,
+        "data_docs": result.data_docs,
+    }
+    path = folder / "landing_gate.json"
+    atomic_write(path, json.dumps(report, indent=2, default=str).encode())
+    return path
+
+
+def rejection_error(result: GateResult, report: Path | None) -> str:
+    """The manifest's error for a gate-rejected batch: the failed expectations, by name."""
+    names = sorted({f"{o.expectation_type}({o.column or o.frame})" for o in result.failed})
+    where = f"; report {report}" if report else ""
+    return f"landing gate failed {len(result.failed)} expectation(s): {', '.join(names)}{where}"

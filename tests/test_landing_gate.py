@@ -1,0 +1,180 @@
+"""The landing gate: clean batches pass; each planted defect fails on the named expectation;
+a failed batch loads nothing; a gate that raises is a failure."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ingest.contracts import load_contract
+from ingest.landing import Lake, Window, land_batch
+from mobility.gates import landing_gate
+from mobility.gates.landing_gate import landing_suite, run_landing_gate
+from mobility.registry import load_registry
+from mobility.settings import Workdir
+
+HOUR = Window.hour(datetime(2026, 11, 2, 5, tzinfo=timezone.utc))
+T0 = int(HOUR.start.timestamp() * 1000)
+CONTRACT = load_contract("mds_trips@2.0.0")
+BBOX = [-87.94, 41.64, -87.52, 42.02]  # [minlon, minlat, maxlon, maxlat]
+
+
+@pytest.fixture()
+def wd(tmp_path, monkeypatch) -> Workdir:
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    wd = Workdir.resolve(tmp_path)
+    wd.city.mkdir(parents=True)
+    wd.city_meta.write_text(json.dumps({"name": "Testville", "timezone": "America/Chicago", "bbox": BBOX}))
+    return wd
+
+
+def trip(n: int = 0, **over) -> dict:
+    rec = {
+        "provider_id": load_registry().partner("scootco").mds_provider_id,
+        "device_id": str(uuid.UUID(int=1000 + n)),
+        "trip_id": str(uuid.UUID(int=n + 1)),
+        "vehicle_type": "scooter",
+        "propulsion_types": ["electric"],
+        "start_time": T0 + 60_000 * n,
+        "end_time": T0 + 60_000 * n + 600_000,
+        "start_location": {"lat": 41.85, "lng": -87.7},
+        "end_location": {"lat": 41.86, "lng": -87.71},
+        "duration": 600,
+        "distance": 1800,
+    }
+    rec.update(over)
+    return rec
+
+
+def typed(n: int = 8) -> pa.Table:
+    """A clean batch, typed by the contract's own row check."""
+    result = CONTRACT.check([trip(i) for i in range(n)], window=(HOUR.start, HOUR.end))
+    assert result.rows_rejected == 0
+    return result.accepted
+
+
+def plant(table: pa.Table, column: str, row: int, value) -> pa.Table:
+    """Put a value straight into the typed table, where the row check cannot catch it first."""
+    values = table.column(column).to_pylist()
+    values[row] = value
+    idx = table.schema.get_field_index(column)
+    return table.set_column(idx, table.schema.field(idx), pa.array(values, table.schema.field(idx).type))
+
+
+def gate(wd: Workdir, table: pa.Table, **kw):
+    return run_landing_gate(wd, CONTRACT, table, window=(HOUR.start, HOUR.end), partner_id="scootco",
+                            feed="mds_trips", batch=f"{HOUR.label}__test", **kw)
+
+
+def failed(result) -> set[tuple[str, str | None, str | None]]:
+    return {(o.expectation_type, o.column, o.rule) for o in result.failed}
+
+
+def test_clean_batch_passes_and_records_its_result(wd) -> None:
+    result = gate(wd, typed())
+    assert result.success, result.message()
+    assert len(result.outcomes) >= 20
+    assert result.result_path == wd.gates / "landing" / "mds_trips" / "scootco" / f"{HOUR.label}__test.json"
+    record = json.loads(result.result_path.read_text())
+    assert record["success"] is True and record["gate"] == "landing"
+    rules = {o["rule"] for o in record["outcomes"]}
+    # derived from the contract: fields, its custom rules, and the quality entries by name
+    assert {"trip_id: unique", "device_id: required", "vehicle_type: enum", "logical types",
+            "end_not_before_start", "end_time_in_window", "plausible_speed", "locations_in_city"} <= rules
+
+
+def test_suite_is_built_once_per_contract() -> None:
+    assert landing_suite(CONTRACT) is landing_suite(load_contract("mds_trips@2.0.0"))
+
+
+H = 3_600_000
+DEFECTS = {
+    "null_required": ("device_id", None, ("expect_column_values_to_not_be_null", "device_id", "device_id: required")),
+    "out_of_range": ("duration", -5, ("expect_column_values_to_be_between", "duration", "duration: range")),
+    "not_in_enum": ("vehicle_type", "hovercraft", ("expect_column_values_to_be_in_set", "vehicle_type", "vehicle_type: enum")),
+    "duplicate_key": ("trip_id", str(uuid.UUID(int=1)), ("expect_column_values_to_be_unique", "trip_id", "trip_id: unique")),
+    "outside_city": ("start_lon", -80.0, ("expect_column_values_to_be_between", "start_lon", "locations_in_city")),
+    "end_before_start": ("end_time", T0 + 60_000, ("expect_column_pair_values_a_to_be_greater_than_b", "end_time", "end_not_before_start")),
+    "implausible_speed": ("distance", 50_000.0, ("expect_column_values_to_be_between", "speed_kmh", "plausible_speed")),
+    "outside_window": ("end_time", T0 + 2 * H, ("expect_column_values_to_be_between", "end_time", "end_time_in_window")),
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_planted_defect_fails_on_the_named_expectation(wd, defect) -> None:
+    column, value, expected = DEFECTS[defect]
+    table = typed()
+    if column.endswith("_time") and value is not None:
+        value = datetime.fromtimestamp(value / 1000, timezone.utc)
+    result = gate(wd, plant(table, column, 3, value), quarantine_dir=wd.root / "q")
+    assert failed(result) == {expected}, result.message()
+    report = json.loads((wd.root / "q" / "landing_gate.json").read_text())
+    (entry,) = report["failed_expectations"]
+    assert (entry["expectation"], entry["column"], entry["rule"]) == expected
+    assert entry["unexpected_rows"] == (2 if defect == "duplicate_key" else 1)
+    if defect != "duplicate_key":  # the partner sees the offending row itself
+        assert entry["example_rows"][0]["trip_id"] == str(uuid.UUID(int=4))
+
+
+def test_zero_duration_with_distance_is_implausible(wd) -> None:
+    result = gate(wd, plant(typed(), "duration", 2, 0))
+    assert ("expect_column_values_to_be_between", "speed_kmh", "plausible_speed") in failed(result)
+
+
+def test_without_a_city_points_are_checked_against_the_earth_only(tmp_path) -> None:
+    result = gate(Workdir.resolve(tmp_path), typed())
+    assert result.success and any("no city bbox" in n for n in result.notes)
+
+
+def test_gx_error_inside_an_expectation_is_a_failure(wd) -> None:
+    result = gate(wd, typed().drop_columns(["distance"]))
+    assert not result.success
+    errored = {o.column for o in result.failed if o.exception}
+    assert "distance" in errored and "GX error" in result.message()
+    assert ("expect_column_pair_values_to_be_equal", "batch_type", "logical types") in failed(result)
+
+
+def test_gate_that_raises_is_a_failure(wd, monkeypatch) -> None:
+    def broken(*_a, **_kw):
+        raise RuntimeError("GX blew up")
+
+    monkeypatch.setattr(landing_gate, "validate_frame", broken)
+    result = gate(wd, typed())
+    assert not result.success
+    assert [o.expectation_type for o in result.outcomes] == ["gate_run"]
+    assert "GX blew up" in result.message()
+
+
+def _land(wd: Workdir, records: list[dict]) -> dict:
+    partner = load_registry().partner("scootco")
+    raw = json.dumps({"version": "2.0.0", "trips": records}).encode()
+    return land_batch(wd, partner=partner, feed=partner.feed("mds_trips"), contract=CONTRACT, window=HOUR,
+                      raw=raw, source="test")
+
+
+def test_failed_batch_is_quarantined_whole_and_the_good_batch_stays(wd) -> None:
+    lake = Lake(wd, "scootco", "mds_trips")
+    good = _land(wd, [trip(i) for i in range(3)])
+    assert good["outcome"] == "accepted"
+    # every row passes the row check, but one trip covers 50 km in 10 minutes
+    bad = _land(wd, [trip(i) for i in range(3)] + [trip(3, distance=50_000)])
+    assert bad["outcome"] == "rejected" and (bad["rows_accepted"], bad["rows_rejected"]) == (0, 4)
+    assert "expect_column_values_to_be_between(speed_kmh)" in bad["error"]
+    assert pq.read_table(lake.bronze(HOUR)).column("batch_id").to_pylist() == [good["batch_id"]] * 3
+    report = json.loads((lake.quarantine(HOUR, bad["raw_sha256"]) / "landing_gate.json").read_text())
+    assert report["batch_id"] == bad["batch_id"]
+    assert report["failed_expectations"][0]["example_rows"][0]["distance"] == 50_000
+    assert (wd.gates / "data_docs" / "index.html").exists()
+    assert (wd.gates / "landing" / "mds_trips" / "scootco" / f"{lake.manifest(HOUR, bad['raw_sha256']).stem}.json").exists()
+
+
+def test_gate_that_raises_rejects_the_batch(wd, monkeypatch) -> None:
+    monkeypatch.setattr(landing_gate, "validate_frame", lambda *a, **k: 1 / 0)
+    m = _land(wd, [trip(0)])
+    assert m["outcome"] == "rejected" and "gate_run" in m["error"]
+    assert not Lake(wd, "scootco", "mds_trips").bronze(HOUR).exists()
