@@ -276,6 +276,55 @@ def demo(
         raise typer.Exit(1)
 
 
+def _int_list(value: Optional[str], option: str) -> Optional[list[int]]:
+    if not value:
+        return None
+    try:
+        return [int(v.replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"a comma-separated list of integers, got {value!r}", param_hint=option) from None
+
+
+@app.command()
+def bench(
+    workdir: WorkdirOpt = None,
+    trips_per_day: Annotated[int, typer.Option(help="Trips per day across the MDS scooter operators.")] = 100_000,
+    days: Annotated[int, typer.Option(help="Days of history before the measured day.")] = 3,
+    neighborhoods: Annotated[int, typer.Option(help="Neighborhoods in the generated city (60 to 120).")] = 80,
+    day: Annotated[str, typer.Option(help="The measured local day (a past weekday).")] = "2026-11-18",
+    seed: Annotated[int, typer.Option(help="Seed for the city and the partners' world.")] = 7,
+    growth: Annotated[Optional[str], typer.Option(help="Also run the day with these history lengths, e.g. 7,30,60.")] = None,
+    scales: Annotated[Optional[str], typer.Option(help="Also run the whole day at these trips/day, e.g. 1000000,10000000.")] = None,
+    gate_history: Annotated[bool, typer.Option(help="Run the landing gate on history batches too (slower set-up).")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every figure as JSON here.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Time each pipeline stage on one day of data against a one-query floor, as data grows.
+
+    Writes under DIR/bench/ (wiped per volume); never touches the demo's lake or warehouse.
+    """
+    import sys
+
+    from mobility.bench import render, run_bench
+
+    wd = _setup(workdir, verbose)
+    try:
+        result = run_bench(
+            wd.root / "bench", trips_per_day=trips_per_day, days=days, neighborhoods=neighborhoods,
+            day=date.fromisoformat(day), seed=seed, growth=_int_list(growth, "--growth"),
+            scales=_int_list(scales, "--scales"), gate_history=gate_history,
+            command=" ".join(["mobility", *sys.argv[1:]]),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for renderable in render(result):
+        out.print(renderable)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, default=str))
+        out.print(f"figures written to {json_path}")
+
+
 _register_airflow()
 
 

@@ -227,6 +227,10 @@ def cluster(tmp_path_factory, metadata_db, broker) -> Iterator[Cluster]:
     try:
         with simulator_process(wd, seed=3, scale=0.2) as base_url:
             os.environ["MOBILITY_PARTNER_BASE_URL"] = base_url
+            # The partners' "now" is two days after DAY: unpausing a DAG also schedules its latest
+            # real interval, which the partner then answers with 404 (future) and nothing lands.
+            httpx.put(f"{base_url}/_sim/clock", json={"now": (DAY + timedelta(days=2)).isoformat()},
+                      timeout=10).raise_for_status()
             init_airflow(wd, "production", sql_alchemy_conn=metadata_db, broker_url=broker_url,
                          api_port=api_port, extra_env=extra)
             env = {**os.environ, **airflow_env(wd, "production", sql_alchemy_conn=metadata_db,

@@ -10,7 +10,7 @@ runner = CliRunner()
 COMMANDS = [
     [], ["demo"], ["city"], ["city", "generate"], ["city", "load"], ["city", "chicago"],
     ["partners"], ["partners", "list"], ["partners", "serve"], ["ingest"], ["build"], ["query"],
-    ["status"], ["airflow"], ["airflow", "init"], ["airflow", "standalone"], ["airflow", "run"],
+    ["status"], ["bench"], ["airflow"], ["airflow", "init"], ["airflow", "standalone"], ["airflow", "run"],
 ]
 
 
