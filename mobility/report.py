@@ -34,10 +34,20 @@ def collect_status(wd: Workdir) -> dict:
         "workdir": str(wd.root),
         "feeds": {f"{p}/{f}": {**v, "outcomes": dict(v["outcomes"])} for (p, f), v in sorted(feeds.items())},
         "last_gate": _latest_json(wd.gates / "publish"),
+        "landing_gate": _landing_gate_status(wd.gates / "landing"),
         "data_docs": str(wd.gates / "data_docs" / "index.html") if (wd.gates / "data_docs").exists() else None,
         "publication": json.loads(publication.read_text()) if publication.exists() else None,
         "published_db": str(wd.published_db) if wd.published_db.exists() else None,
     }
+
+
+def _landing_gate_status(folder: Path) -> dict | None:
+    """Landing gate results (one JSON per batch): how many, how many failed, the newest failure."""
+    results = [json.loads(p.read_text()) for p in folder.glob("*/*/*.json")]
+    if not results:
+        return None
+    failures = sorted((r for r in results if not r.get("success")), key=lambda r: r.get("run_at", ""))
+    return {"batches": len(results), "failed": len(failures), "last_failure": failures[-1] if failures else None}
 
 
 def format_status(status: dict) -> Group:
@@ -51,9 +61,19 @@ def format_status(status: dict) -> Group:
     lines = [table]
     if gate:
         verdict = "PASSED" if gate.get("success") else "FAILED"
-        lines.append(f"Publish gate: {verdict} at {gate.get('run_time', '?')} ({gate.get('evaluated', '?')} expectations)")
+        lines.append(f"Publish gate: {verdict} at {gate.get('run_at', '?')} ({gate.get('expectations', '?')} expectations)")
+        lines += [f"  failed: {f}" for f in gate.get("failed", [])[:5]]
+        lines += [f"  note: {n}" for n in gate.get("notes", [])]
     else:
         lines.append("Publish gate: not run yet")
+    landing = status.get("landing_gate")
+    if landing:
+        lines.append(f"Landing gate: {landing['batches']} batches gated, {landing['failed']} rejected")
+        last = landing["last_failure"]
+        if last:
+            lines.append(f"  last rejection {last.get('run_at', '?')}: {'; '.join(last.get('failed', [])[:3])}")
+    else:
+        lines.append("Landing gate: no batch gated yet")
     lines.append(f"Data Docs: {status['data_docs'] or 'not built yet'}")
     pub = status["publication"]
     lines.append(f"Published warehouse: {status['published_db']} (published {pub.get('published_at')})" if pub else "Published warehouse: none yet")
