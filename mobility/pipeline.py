@@ -365,20 +365,20 @@ def publish_marts(workdir: Workdir | None = None) -> dict:
     return publish(wd, k=load_registry().consortium.k_anonymity).summary()
 
 
-def build_and_publish(workdir: Workdir, *, publish: bool = True) -> dict:
-    """Build, gate, publish; the gate's failure keeps the last good publication in place."""
+def gate_and_publish(workdir: Workdir) -> dict:
+    """Publish only if the publish gate passes; otherwise the last good publication stays."""
     from mobility.gates.publish_gate import GateFailed
 
-    result: dict = {"ok": False, "build": None, "gate": None, "publication": None}
-    result["build"] = build_warehouse(workdir)
-    if not publish:
-        result["ok"] = True
-        return result
     try:
-        result["gate"] = gate_marts(workdir, enforce=True)
+        gate = gate_marts(workdir, enforce=True)
     except GateFailed as exc:
-        result["gate"] = {"success": False, "message": str(exc)}
-        return result
-    result["publication"] = publish_marts(workdir)
-    result["ok"] = True
+        return {"ok": False, "gate": {"success": False, "message": str(exc)}, "publication": None}
+    return {"ok": True, "gate": gate, "publication": publish_marts(workdir)}
+
+
+def build_and_publish(workdir: Workdir, *, publish: bool = True) -> dict:
+    """Build, gate, publish; the gate's failure keeps the last good publication in place."""
+    result: dict = {"ok": True, "build": build_warehouse(workdir), "gate": None, "publication": None}
+    if publish:
+        result.update(gate_and_publish(workdir))
     return result

@@ -364,3 +364,21 @@ def test_republishing_replaces_atomically(lake_to_publish: Workdir) -> None:
     assert _hidden_in_lake(2) == {(1, DAY2), (3, DAY2)}
     assert rows == [(len(PLANTED) - 2,)]
     assert len([p for p in wd.published.iterdir() if p.name.startswith(".parquet-")]) == 1  # old set removed
+
+
+def test_failed_publish_gate_keeps_the_last_good_publication(lake_to_publish: Workdir) -> None:
+    """A mart that fails the gate is never published; the previous publication stays byte-identical."""
+    from mobility.pipeline import gate_and_publish
+
+    wd = lake_to_publish
+    first = gate_and_publish(wd)
+    assert first["ok"] and first["publication"]
+    before = _snapshot(wd.published)
+
+    with duckdb.connect(str(wd.warehouse)) as con:  # a defect the build let through
+        con.execute("update mart_trips_per_neighborhood_day set trips_started = -3 where neighborhood_id = 1")
+    second = gate_and_publish(wd)
+    assert second["ok"] is False and second["publication"] is None
+    assert "expect_column_values_to_be_between" in second["gate"]["message"]
+    assert "trips_started" in second["gate"]["message"]
+    assert _snapshot(wd.published) == before
