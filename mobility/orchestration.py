@@ -19,10 +19,10 @@ from mobility.registry import Feed, Partner, load_registry
 log = logging.getLogger(__name__)
 
 CRON = {"every_5_minutes": "*/5 * * * *", "hourly": "0 * * * *", "daily": "0 0 * * *"}
-# A daily file drop runs at noon UTC after its date: by then the date has ended in every time
-# zone (UTC-12 included) and the partner has had time to drop the file; the run's window is
-# still that date, since it starts at noon of it.
-FILE_DROP_DAILY_CRON = "0 12 * * *"
+# A file-drop run starts when its date ends and then waits for the file: it lands within one
+# poke of the file's arrival, and fails (alerting the office) if none arrives within a day.
+FILE_POKE_INTERVAL_S = 300
+FILE_WAIT_TIMEOUT_S = 24 * 3600
 START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the warehouse file
 
@@ -59,8 +59,6 @@ def ingest_dag_id(partner_id: str, feed: str) -> str:
 
 def cron(feed: Feed) -> str:
     """The cron expression of a feed's schedule."""
-    if feed.protocol == "file_drop" and feed.schedule == "daily":
-        return FILE_DROP_DAILY_CRON
     return CRON[feed.schedule]
 
 
@@ -88,7 +86,17 @@ def _ingest_dag(partner: Partner, feed: Feed) -> DAG:
 
             return ingest_window_or_fail(partner_id, feed_kind, data_interval_start)
 
-        ingest_window(partner.id, feed.feed)
+        ingest = ingest_window(partner.id, feed.feed)
+        if feed.protocol == "file_drop":
+
+            @task.sensor(task_id="wait_for_file", poke_interval=FILE_POKE_INTERVAL_S,
+                         timeout=FILE_WAIT_TIMEOUT_S, mode="reschedule")
+            def wait_for_file(partner_id: str, feed_kind: str, data_interval_start=None) -> bool:
+                from mobility.pipeline import drop_file_arrived
+
+                return drop_file_arrived(partner_id, feed_kind, data_interval_start)
+
+            wait_for_file(partner.id, feed.feed) >> ingest
     return dag
 
 

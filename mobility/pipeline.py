@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from ingest.connectors.base import FeedError, NoData, NotReady, Transient
-from ingest.connectors.file_drop import DropFolder, DropRefused, DropSettings
+from ingest.connectors.file_drop import PROCESSING, DropFolder, DropRefused, DropSettings
 from ingest.connectors.gbfs import GbfsClient, GbfsSettings
 from ingest.connectors.gtfs import GtfsClient, GtfsSettings
 from ingest.connectors.mds import MdsClient, MdsSettings
@@ -214,6 +214,17 @@ def _neighborhood_ids(workdir: Workdir) -> list[int]:
 
 # Reference sets a contract's `codes` fields may name, and where the city keeps them.
 REFERENCE_CODES = {"neighborhood_id": _neighborhood_ids}
+
+
+def drop_file_arrived(partner_id: str, feed_kind: str, window_start: datetime,
+                      workdir: Workdir | None = None) -> bool:
+    """Whether the partner's file for the window's date is in its drop folder (the sensor's poke)."""
+    wd = workdir or Workdir.resolve()
+    partner, feed, _ = _feed_of(None, partner_id, feed_kind)
+    drop = DropFolder(DropSettings(folder=wd.drops / (feed.drop_folder or partner.id),
+                                   filename_pattern=feed.filename_pattern or ""))
+    name = drop.filename(window_for("daily", window_start).start.date())
+    return any((folder / name).is_file() for folder in (drop.folder, drop.folder / PROCESSING))
 
 
 def ingest_file_drop_day(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,

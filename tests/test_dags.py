@@ -33,7 +33,6 @@ def test_one_ingest_dag_per_supported_registry_feed(dagbag):
 
 
 CRON_OF_SCHEDULE = {"every_5_minutes": "*/5 * * * *", "hourly": "0 * * * *", "daily": "0 0 * * *"}
-FILE_DROP_CRON = "0 12 * * *"  # noon UTC after the file's date: that date has ended in every time zone
 
 
 def test_ingest_dags_run_on_their_feeds_schedule_with_retries_and_emit_assets(dagbag):
@@ -45,10 +44,10 @@ def test_ingest_dags_run_on_their_feeds_schedule_with_retries_and_emit_assets(da
         partner, feed = dag_id.split("__")[1:]
         spec = registry.partner(partner).feed(feed)
         assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # the run covers its window
-        expected = FILE_DROP_CRON if spec.protocol == "file_drop" else CRON_OF_SCHEDULE[spec.schedule]
+        expected = CRON_OF_SCHEDULE[spec.schedule]
         assert dag.timetable.expression == expected, f"{dag_id}: {spec.schedule} feed on {dag.timetable.expression}"
         assert dag.doc_md, f"{dag_id} has no documentation"
-        (task,) = dag.tasks
+        task = dag.get_task("ingest_window")
         assert task.retries >= 3, f"{dag_id}: transient partner faults need retries"
         assert task.retry_exponential_backoff
         assert [o.uri for o in task.outlets] == [f"mobility://lake/bronze/{feed}/{partner}"]
@@ -87,3 +86,15 @@ def test_freshness_dag_checks_every_ingested_feed(dagbag):
     expected = {f"{p.id}__{f.feed}" for p, f in load_registry().feeds() if f.feed in SUPPORTED_FEEDS}
     assert {t.task_id for t in dagbag.dags["feed_freshness"].tasks} == expected
     assert all(t.retries == 0 for t in dagbag.dags["feed_freshness"].tasks)  # lateness is a verdict
+
+
+def test_file_drop_dags_wait_for_the_file_before_landing(dagbag):
+    from mobility.registry import load_registry
+
+    for partner, feed in load_registry().feeds():
+        if feed.protocol != "file_drop":
+            continue
+        dag = dagbag.dags[f"ingest__{partner.id}__{feed.feed}"]
+        sensor = dag.get_task("wait_for_file")
+        assert sensor.mode == "reschedule"  # a waiting sensor holds no worker slot
+        assert dag.get_task("ingest_window").upstream_task_ids == {"wait_for_file"}

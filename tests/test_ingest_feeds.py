@@ -300,3 +300,21 @@ def test_every_registry_feed_has_an_ingest_step():
 
     kinds = {f.feed for _, f in load_registry().feeds()} - {"mds_events", "mds_vehicle_status"}
     assert kinds <= set(SUPPORTED_FEEDS) <= set(INGEST_STEPS)
+
+
+def test_drop_sensor_sees_the_file_of_the_window_date_only(tmp_path, monkeypatch):
+    """The file-drop DAG's sensor: true once the partner's file for that date is dropped."""
+    from datetime import datetime, timezone
+
+    from mobility.pipeline import drop_file_arrived
+    from mobility.settings import Workdir
+
+    wd = Workdir.resolve(tmp_path)
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    assert not drop_file_arrived("rideco", "ridehail_trips", day, workdir=wd)
+    folder = wd.drops / "rideco"
+    folder.mkdir(parents=True)
+    (folder / "rideco-trips-2026-11-03.csv").write_text("trip_id\n")  # another date
+    assert not drop_file_arrived("rideco", "ridehail_trips", day, workdir=wd)
+    (folder / "rideco-trips-2026-11-02.csv").write_text("trip_id\n")
+    assert drop_file_arrived("rideco", "ridehail_trips", day, workdir=wd)
