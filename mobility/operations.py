@@ -14,7 +14,6 @@ import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from ingest.contracts import load_contract
 from ingest.landing import atomic_write

@@ -22,8 +22,6 @@ from mobility.settings import Workdir
 
 log = logging.getLogger(__name__)
 
-HOURLY_MDS_FEEDS = ("mds_trips",)
-
 
 def hours(start: datetime, end: datetime) -> list[datetime]:
     """Every UTC hour start in [start, end)."""

@@ -53,7 +53,7 @@ from mobility.settings import REGISTRY_PATH, Workdir
 from mobility.simulator.consortium import PartnerSpec, demo_behaviour, load_demo_partners
 from mobility.simulator.faults import PAYLOAD_MODES, FaultInjector, damage
 from mobility.simulator.gtfs import build_gtfs
-from mobility.simulator.world import World, hour_start, to_ms
+from mobility.simulator.world import World, to_ms
 
 log = logging.getLogger(__name__)
 
