@@ -28,3 +28,27 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found at {path} (set MOBILITY_SHARED_DATA): real-file tests not run")
     return path
+
+
+@pytest.fixture(scope="session")
+def city_dir(tmp_path_factory):
+    """A small generated city (60 neighborhoods) shared by the tests that run the simulator."""
+    from mobility.city.generate import generate_city
+    from mobility.settings import Workdir
+
+    wd = Workdir.resolve(tmp_path_factory.mktemp("city"))
+    generate_city(wd, seed=5, n_neighborhoods=60)
+    return wd
+
+
+@pytest.fixture()
+def sim(city_dir, monkeypatch):
+    """The partner simulator on a free local port, with the demo partners' tokens set."""
+    from mobility.simulator.server import running_simulator
+
+    monkeypatch.setenv("SCOOTCO_MDS_TOKEN", "scoot-secret")
+    monkeypatch.setenv("ZOOMRIDE_MDS_TOKEN", "zoom-secret")
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "k")
+    with running_simulator(city_dir, seed=5, scale=0.2, timeout_s=3) as url:
+        monkeypatch.setenv("MOBILITY_PARTNER_BASE_URL", url)
+        yield url

@@ -26,25 +26,6 @@ DAY = date(2026, 11, 3)
 DAY_START = datetime(2026, 11, 3, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def city_dir(tmp_path_factory):
-    from mobility.city.generate import generate_city
-
-    wd = Workdir.resolve(tmp_path_factory.mktemp("city"))
-    generate_city(wd, seed=5, n_neighborhoods=60)
-    return wd
-
-
-@pytest.fixture()
-def sim(city_dir, monkeypatch):
-    from mobility.simulator.server import running_simulator
-
-    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "k")
-    with running_simulator(city_dir, seed=5, scale=0.2, timeout_s=3) as url:
-        monkeypatch.setenv("MOBILITY_PARTNER_BASE_URL", url)
-        yield url
-
-
 @pytest.fixture()
 def wd(tmp_path, city_dir):
     """A fresh workdir holding the city (ride-hail codes are checked against its neighborhoods)."""
