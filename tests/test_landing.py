@@ -2,18 +2,16 @@
 
 import json
 import uuid
-from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.contracts import ContractNotFound, load_contract
-from ingest.landing import Lake, Window, land_batch
+from ingest.landing import Lake, land_batch
 from mobility.registry import load_registry
 from mobility.settings import Workdir
+from mds_records import HOUR, T0, payload, trip
 
-HOUR = Window.hour(datetime(2026, 11, 2, 5, tzinfo=timezone.utc))
-T0 = int(HOUR.start.timestamp() * 1000)
 
 
 @pytest.fixture()
@@ -26,27 +24,6 @@ def wd(tmp_path, monkeypatch):
 def scootco():
     p = load_registry().partner("scootco")
     return p, p.feed("mds_trips"), load_contract("mds_trips@2.0.0")
-
-
-def trip(provider_id: str, n: int = 0, **over) -> dict:
-    rec = {
-        "provider_id": provider_id,
-        "device_id": str(uuid.UUID(int=1000 + n)),
-        "trip_id": str(uuid.UUID(int=n + 1)),
-        "vehicle_type": "scooter",
-        "start_time": T0 + 60_000 * n,
-        "end_time": T0 + 60_000 * n + 600_000,
-        "start_location": {"lat": 41.85, "lng": -87.7},
-        "end_location": {"lat": 41.86, "lng": -87.71},
-        "duration": 600,
-        "distance": 1800,
-    }
-    rec.update(over)
-    return rec
-
-
-def payload(records) -> bytes:
-    return json.dumps({"version": "2.0.0", "trips": records}).encode()
 
 
 def land(wd, scootco, records, raw=None):

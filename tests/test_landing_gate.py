@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.contracts import load_contract
-from ingest.landing import Lake, Window, land_batch
+from ingest.landing import Lake, land_batch
 from mobility.gates import landing_gate
 from mobility.gates.landing_gate import landing_suite, run_landing_gate
 from mobility.registry import load_registry
 from mobility.settings import Workdir
+from mds_records import HOUR, T0
+from mds_records import trip as mds_trip
 
-HOUR = Window.hour(datetime(2026, 11, 2, 5, tzinfo=timezone.utc))
-T0 = int(HOUR.start.timestamp() * 1000)
 CONTRACT = load_contract("mds_trips@2.0.0")
 BBOX = [-87.94, 41.64, -87.52, 42.02]  # [minlon, minlat, maxlon, maxlat]
 
@@ -34,21 +34,8 @@ def wd(tmp_path, monkeypatch) -> Workdir:
 
 
 def trip(n: int = 0, **over) -> dict:
-    rec = {
-        "provider_id": load_registry().partner("scootco").mds_provider_id,
-        "device_id": str(uuid.UUID(int=1000 + n)),
-        "trip_id": str(uuid.UUID(int=n + 1)),
-        "vehicle_type": "scooter",
-        "propulsion_types": ["electric"],
-        "start_time": T0 + 60_000 * n,
-        "end_time": T0 + 60_000 * n + 600_000,
-        "start_location": {"lat": 41.85, "lng": -87.7},
-        "end_location": {"lat": 41.86, "lng": -87.71},
-        "duration": 600,
-        "distance": 1800,
-    }
-    rec.update(over)
-    return rec
+    return mds_trip(load_registry().partner("scootco").mds_provider_id, n,
+                    **{"propulsion_types": ["electric"], **over})
 
 
 def typed(n: int = 8) -> pa.Table:

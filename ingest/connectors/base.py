@@ -49,6 +49,21 @@ class Transient(FeedError):
     """Server error, timeout or rate limit that persisted through every retry."""
 
 
+class HttpConnector:
+    """What every HTTP connector shares: one `httpx.Client` (set by the subclass), closed on exit."""
+
+    _client: httpx.Client
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, httpx.TransportError):  # timeouts, refused or dropped connections
         return True

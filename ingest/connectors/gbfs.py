@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ingest.connectors.base import Fetched, NoData, PartnerRejected, get_with_retries, now_utc
+from ingest.connectors.base import Fetched, HttpConnector, NoData, PartnerRejected, get_with_retries, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def feed_urls(discovery: dict, version: str, language: str = "en") -> dict[str, 
     return {f["name"]: f["url"] for f in feeds if isinstance(f, dict) and "name" in f and "url" in f}
 
 
-class GbfsClient:
+class GbfsClient(HttpConnector):
     def __init__(self, settings: GbfsSettings, *, transport: httpx.BaseTransport | None = None):
         self.settings = settings
         headers = {"Accept": "application/json"}
@@ -71,15 +71,6 @@ class GbfsClient:
         self._client = httpx.Client(headers=headers, timeout=settings.timeout_s, transport=transport,
                                     follow_redirects=True)
         self._cache: dict[str, tuple[float, GbfsFile]] = {}  # url -> (monotonic expiry, file)
-
-    def __enter__(self) -> "GbfsClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def _get(self, url: str, name: str) -> GbfsFile:
         cached = self._cache.get(url)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ingest.connectors.base import Fetched, NoData, PartnerRejected, get_with_retries, now_utc
+from ingest.connectors.base import Fetched, HttpConnector, NoData, PartnerRejected, get_with_retries, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,12 @@ class GtfsDownload(Fetched):
     last_modified: str | None = None
 
 
-class GtfsClient:
+class GtfsClient(HttpConnector):
     def __init__(self, settings: GtfsSettings, *, transport: httpx.BaseTransport | None = None):
         self.settings = settings
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
         self._client = httpx.Client(headers=headers, timeout=settings.timeout_s, transport=transport,
                                     follow_redirects=True)
-
-    def __enter__(self) -> "GtfsClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def feed(self, *, etag: str | None = None, last_modified: str | None = None) -> GtfsDownload | None:
         """The zip, or None when the agency says it has not changed (304) since `etag`."""

@@ -15,6 +15,7 @@ import httpx
 
 from ingest.connectors.base import (
     Fetched,
+    HttpConnector,
     NoData,
     NotReady,
     PartnerRejected,
@@ -41,7 +42,7 @@ def hour_param(hour: datetime) -> str:
     return hour.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
 
 
-class MdsClient:
+class MdsClient(HttpConnector):
     def __init__(self, settings: MdsSettings, *, transport: httpx.BaseTransport | None = None):
         self.settings = settings
         self._client = httpx.Client(
@@ -50,15 +51,6 @@ class MdsClient:
             timeout=settings.timeout_s,
             transport=transport,
         )
-
-    def __enter__(self) -> "MdsClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def _hourly(self, path: str, param: str, hour: datetime) -> Fetched:
         response = get_with_retries(
