@@ -157,23 +157,32 @@ def warehouse_dag() -> DAG:
     return dag
 
 
-def freshness_dag() -> DAG:
-    """One check per feed, hourly: fails (and so alerts) when a feed is later than its SLA."""
-    registry = load_registry()
-    with DAG(
-        dag_id="feed_freshness",
-        description="Is every partner feed within its contract's delivery SLA?",
-        doc_md=(
-            "Hourly, for every partner feed, compares the end of the newest good batch with the "
-            "latency SLA of the feed's contract. A late feed fails its task, which alerts the office "
-            "through `MOBILITY_ALERT_WEBHOOK` (chat or e-mail gateway)."
-        ),
-        schedule=CronDataIntervalTimetable(CRON["hourly"], timezone="UTC"),
+def _operations_dag(dag_id: str, description: str, doc_md: str, schedule: str, **default_args) -> DAG:
+    """An office housekeeping DAG: one run at a time, on its data interval, tagged operations."""
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        doc_md=doc_md,
+        schedule=CronDataIntervalTimetable(CRON[schedule], timezone="UTC"),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "retries": 0},  # lateness is a verdict, not a transient fault
+        default_args={**DEFAULT_ARGS, **default_args},
         tags=["operations"],
+    )
+
+
+def freshness_dag() -> DAG:
+    """One check per feed, hourly: fails (and so alerts) when a feed is later than its SLA."""
+    registry = load_registry()
+    with _operations_dag(
+        "feed_freshness",
+        "Is every partner feed within its contract's delivery SLA?",
+        "Hourly, for every partner feed, compares the end of the newest good batch with the "
+        "latency SLA of the feed's contract. A late feed fails its task, which alerts the office "
+        "through `MOBILITY_ALERT_WEBHOOK` (chat or e-mail gateway).",
+        "hourly",
+        retries=0,  # lateness is a verdict, not a transient fault
     ) as dag:
 
         @task(task_id="check")
@@ -190,20 +199,13 @@ def freshness_dag() -> DAG:
 
 def maintenance_dag() -> DAG:
     """Daily housekeeping: raw-archive retention and the contract-conformance report."""
-    with DAG(
-        dag_id="maintenance",
-        description="Purge raw archives past retention; write the conformance report per partner",
-        doc_md=(
-            "Deletes raw partner bytes older than `raw_retention_days` (partners.yaml; the "
-            "pseudonymised rows stay) and writes `reports/conformance/<date>.json`: batches by "
-            "outcome, rows landed and quarantined, and the contract rules each partner broke."
-        ),
-        schedule=CronDataIntervalTimetable(CRON["daily"], timezone="UTC"),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["operations"],
+    with _operations_dag(
+        "maintenance",
+        "Purge raw archives past retention; write the conformance report per partner",
+        "Deletes raw partner bytes older than `raw_retention_days` (partners.yaml; the "
+        "pseudonymised rows stay) and writes `reports/conformance/<date>.json`: batches by "
+        "outcome, rows landed and quarantined, and the contract rules each partner broke.",
+        "daily",
     ) as dag:
 
         @task(task_id="purge_raw_archive")
