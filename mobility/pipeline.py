@@ -9,7 +9,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-from ingest.connectors.base import FeedError, NoData, NotReady, Transient
+from ingest.connectors.base import ClientCredentials, FeedError, NoData, NotReady, Transient
 from ingest.connectors.file_drop import PROCESSING, DropFolder, DropRefused, DropSettings
 from ingest.connectors.gbfs import GbfsClient, GbfsSettings
 from ingest.connectors.gtfs import GtfsClient, GtfsSettings
@@ -33,6 +33,14 @@ def hours(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
+def mds_settings(feed: Feed) -> MdsSettings:
+    """Connector settings for an MDS feed: its endpoint, and its secret read from the environment."""
+    oauth = None
+    if feed.auth.type == "oauth2_client_credentials":
+        oauth = ClientCredentials(feed.auth.token_endpoint(), feed.auth.client_id, feed.auth.scope)
+    return MdsSettings(base_url=feed.endpoint_url(), token=get_secret(feed.credential), oauth=oauth)
+
+
 def ingest_mds_hour(
     workdir: Workdir,
     partner_id: str,
@@ -53,7 +61,7 @@ def ingest_mds_hour(
     feed = partner.feed(feed_kind)
     contract = load_contract(feed.contract)
     window = Window.hour(hour)
-    settings = MdsSettings(base_url=feed.endpoint_url(), token=get_secret(feed.credential))
+    settings = mds_settings(feed)
     fetch = {"mds_trips": MdsClient.trips, "mds_events": MdsClient.events}[feed_kind]
     with MdsClient(settings) as client:
         for wait in (*not_ready_waits, None):

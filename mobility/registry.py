@@ -61,6 +61,31 @@ def expand_env(value: str) -> str:
     return _ENV_REF.sub(sub, value)
 
 
+class FeedAuth(BaseModel):
+    """How the city authenticates to a partner's endpoint.
+
+    ``bearer``: the feed's ``credential`` is a static token. ``oauth2_client_credentials``: the
+    credential is the client secret; a short-lived token is obtained from ``token_url`` with the
+    client-credentials grant (RFC 6749 section 4.4) and renewed when it expires.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["bearer", "oauth2_client_credentials"] = "bearer"
+    token_url: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _oauth_needs_endpoint(self) -> "FeedAuth":
+        if self.type == "oauth2_client_credentials" and not (self.token_url and self.client_id):
+            raise ValueError("oauth2_client_credentials needs 'token_url' and 'client_id'")
+        return self
+
+    def token_endpoint(self) -> str | None:
+        return expand_env(self.token_url) if self.token_url else None
+
+
 class Feed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,6 +96,7 @@ class Feed(BaseModel):
     endpoint: str | None = None
     version: str | None = None
     credential: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    auth: FeedAuth = FeedAuth()
     drop_folder: str | None = None
     filename_pattern: str | None = None
 
@@ -88,6 +114,8 @@ class Feed(BaseModel):
             raise ValueError(f"a '{self.protocol}' feed needs an 'endpoint'")
         if self.protocol == "mds" and not self.credential:
             raise ValueError("an MDS feed needs a 'credential' (the name of its token secret)")
+        if self.auth.type != "bearer" and not self.credential:
+            raise ValueError(f"'{self.auth.type}' auth needs a 'credential' (the name of the client secret)")
         return self
 
     @property

@@ -47,7 +47,7 @@ def sim(city_dir, monkeypatch):
     from mobility.simulator.server import running_simulator
 
     monkeypatch.setenv("SCOOTCO_MDS_TOKEN", "scoot-secret")
-    monkeypatch.setenv("ZOOMRIDE_MDS_TOKEN", "zoom-secret")
+    monkeypatch.setenv("ZOOMRIDE_MDS_CLIENT_SECRET", "zoom-secret")
     monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "k")
     with running_simulator(city_dir, seed=5, scale=0.2, timeout_s=3) as url:
         monkeypatch.setenv("MOBILITY_PARTNER_BASE_URL", url)

@@ -85,11 +85,11 @@ def test_init_stores_only_present_credentials_and_never_on_the_command_line(tmp_
 
     monkeypatch.setattr(airflow_runtime, "_run", fake_run)
     monkeypatch.setenv("SCOOTCO_MDS_TOKEN", token)
-    monkeypatch.delenv("ZOOMRIDE_MDS_TOKEN", raising=False)
+    monkeypatch.delenv("ZOOMRIDE_MDS_CLIENT_SECRET", raising=False)
     result = airflow_runtime.init_airflow(Workdir.resolve(tmp_path))
     migrate, configure = calls
     assert migrate[-2:] == ["db", "migrate"]
-    assert configure[-1] == "SCOOTCO_MDS_TOKEN" and "ZOOMRIDE_MDS_TOKEN" not in configure
+    assert configure[-1] == "SCOOTCO_MDS_TOKEN" and "ZOOMRIDE_MDS_CLIENT_SECRET" not in configure
     assert all(token not in arg for cmd in calls for arg in cmd)
     assert result["connections"] == ["scootco_mds_token"]
     password_file = Path(result["admin_password_file"])

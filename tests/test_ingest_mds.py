@@ -73,3 +73,76 @@ def test_payload_claiming_another_provider_is_rejected(sim, wd):
     sim.sim.faults.add("foreign_provider", partner="scootco", path="trips", times=1)
     m = ingest_mds_hour(wd, "scootco", "mds_trips", HOUR)
     assert m["outcome"] == "rejected" and "credentials are scootco's" in m["error"]
+
+
+def test_oauth_client_credentials_token_is_obtained_reused_and_renewed(sim, wd):
+    """zoomride's registry entry says OAuth client credentials: the ingest gets a token from the
+    partner's token endpoint, reuses it while valid and asks again once it expires."""
+    from mobility.pipeline import mds_settings
+    from mobility.registry import load_registry
+
+    from ingest.connectors.mds import MdsClient
+
+    oauth = sim.sim.app.state.oauth
+    settings = mds_settings(load_registry().partner("zoomride").feed("mds_trips"))
+    assert settings.oauth is not None and settings.oauth.client_id == "demo-city"
+    assert "zoom-secret" not in repr(settings)
+    before = oauth["requests"]
+    with MdsClient(settings) as client:
+        client.trips(HOUR)
+        client.trips(HOUR - timedelta(hours=1))
+    assert oauth["requests"] - before == 1  # one token for both requests
+
+    # authlib renews a token that expires within its 60 s leeway, so a 30 s token counts as
+    # expired at once: every request still succeeds, each after a renewal at the token endpoint
+    oauth["token_lifetime_s"] = 30
+    m = ingest_mds_hour(wd, "zoomride", "mds_trips", HOUR)
+    assert m["outcome"] == "accepted" and m["rows_accepted"] > 0
+    before = oauth["requests"]
+    with MdsClient(settings) as client:
+        client.trips(HOUR)
+        client.trips(HOUR)
+    assert oauth["requests"] - before >= 3  # the first token, then a renewal before each request
+
+
+def test_oauth_token_revoked_early_is_replaced_once(sim):
+    from mobility.pipeline import mds_settings
+    from mobility.registry import load_registry
+
+    from ingest.connectors.mds import MdsClient
+
+    oauth = sim.sim.app.state.oauth
+    with MdsClient(mds_settings(load_registry().partner("zoomride").feed("mds_trips"))) as client:
+        client.trips(HOUR)
+        oauth["issued"].clear()  # the partner revokes every token it issued
+        before = oauth["requests"]
+        assert client.trips(HOUR).status == 200
+    assert oauth["requests"] - before == 1
+
+
+def test_oauth_wrong_client_secret_is_refused_naming_the_token_endpoint(sim):
+    import dataclasses
+
+    from mobility.pipeline import mds_settings
+    from mobility.registry import load_registry
+
+    from ingest.connectors.mds import MdsClient
+
+    # the simulator runs in this process and reads the same variable, so change the client side only
+    settings = dataclasses.replace(
+        mds_settings(load_registry().partner("zoomride").feed("mds_trips")), token="not-the-secret"
+    )
+    with MdsClient(settings) as client:
+        with pytest.raises(PartnerRejected, match=r"/zoomride/oauth/token: token request refused: invalid_client") as err:
+            client.trips(HOUR)
+    assert "not-the-secret" not in str(err.value)
+
+
+def test_rate_limit_429_waits_for_retry_after_then_succeeds(sim, wd):
+    import time
+
+    sim.sim.faults.add("429", partner="scootco", path="trips", times=1, retry_after=1)
+    started = time.monotonic()
+    m = ingest_mds_hour(wd, "scootco", "mds_trips", HOUR)
+    assert m["outcome"] == "accepted"
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured, not a fast backoff

@@ -36,6 +36,8 @@ def _raw() -> dict:
         (lambda r: r["partners"][0]["feeds"][0].pop("credential"),
          "partner 'scootco', feed 'mds_trips'"),
         (lambda r: r["partners"][2].update(id="City Bikes"), "partner 'City Bikes', field 'id'"),
+        (lambda r: r["partners"][1]["feeds"][0]["auth"].pop("token_url"),
+         "partner 'zoomride', feed 'mds_trips', field 'auth'"),
         (lambda r: r["partners"][3]["feeds"][0].update(contract="gtfs"), "partner 'metro', feed 'gtfs_schedule', field 'contract'"),
         (lambda r: r["partners"][4]["feeds"][0].update(protocol="mds"), "partner 'rideco', feed 'ridehail_trips'"),
         (lambda r: r["partners"].append(dict(r["partners"][0])), "partner ids must be unique"),

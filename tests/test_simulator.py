@@ -31,7 +31,7 @@ if not GBFS_SCHEMAS.exists():
 SEED = 7
 NOW = datetime(2026, 11, 18, 12, 3, tzinfo=timezone.utc)  # a Wednesday, 06:03 in Chicago
 DAY_START = datetime(2026, 11, 17, 6, tzinfo=timezone.utc)  # local midnight, Tuesday 17th
-TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_TOKEN": "zoom-secret"}
+TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_CLIENT_SECRET": "zoom-secret"}
 MDS_ACCEPT = "application/vnd.mds+json;version=2.0"
 
 
@@ -230,7 +230,17 @@ def test_auth_and_version_negotiation(client: httpx.Client, sim) -> None:
     assert httpx.get(f"{sim}/scootco/mds/trips", params=params).status_code == 401
     assert client.get("/scootco/mds/trips", params=params, headers={"Authorization": "Bearer wrong"}).status_code == 401
     # another operator's token does not open this operator's feed
-    zoom = {"Authorization": f"Bearer {TOKENS['ZOOMRIDE_MDS_TOKEN']}"}
+    scoot = {"Authorization": f"Bearer {TOKENS['SCOOTCO_MDS_TOKEN']}"}
+    assert client.get("/zoomride/mds/trips", params=params, headers=scoot).status_code == 401
+    # zoomride uses OAuth client credentials: its secret is not a bearer token, an issued token is
+    secret = TOKENS["ZOOMRIDE_MDS_CLIENT_SECRET"]
+    assert client.get("/zoomride/mds/trips", params=params,
+                      headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    grant = {"grant_type": "client_credentials"}
+    assert httpx.post(f"{sim}/zoomride/oauth/token", data=grant, auth=("demo-city", "wrong")).status_code == 401
+    issued = httpx.post(f"{sim}/zoomride/oauth/token", data=grant, auth=("demo-city", secret))
+    assert issued.status_code == 200 and issued.json()["token_type"] == "Bearer"
+    zoom = {"Authorization": f"Bearer {issued.json()['access_token']}"}
     assert client.get("/scootco/mds/trips", params=params, headers=zoom).status_code == 401
     assert client.get("/zoomride/mds/trips", params=params, headers=zoom).status_code == 200
     assert client.get("/scootco/mds/trips", params=params,

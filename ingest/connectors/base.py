@@ -1,4 +1,4 @@
-"""What every connector shares: the fetched-bytes record, typed errors, and HTTP retries."""
+"""What every connector shares: the fetched-bytes record, typed errors, auth and HTTP retries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import httpx
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from tenacity import (
     RetryCallState,
     retry,
@@ -47,6 +48,55 @@ class PartnerRejected(FeedError):
 
 class Transient(FeedError):
     """Server error, timeout or rate limit that persisted through every retry."""
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """OAuth 2.0 client-credentials grant: where to get a token and as which client.
+
+    The client secret is not part of it: it travels separately, from the environment only.
+    """
+
+    token_url: str
+    client_id: str
+    scope: str | None = None
+
+
+def authenticated_client(
+    *,
+    base_url: str,
+    secret: str,
+    oauth: ClientCredentials | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An HTTP client that authenticates every request: a static bearer token, or an OAuth token
+    that authlib obtains with the client-credentials grant and fetches again once it expires."""
+    common = {"base_url": base_url, "headers": dict(headers or {}), "timeout": timeout, "transport": transport}
+    if oauth is None:
+        common["headers"]["Authorization"] = f"Bearer {secret}"
+        return httpx.Client(**common)
+    return OAuth2Client(
+        client_id=oauth.client_id,
+        client_secret=secret,
+        token_endpoint=oauth.token_url,
+        grant_type="client_credentials",
+        scope=oauth.scope,
+        **common,
+    )
+
+
+def _fetch_token(client: OAuth2Client) -> None:
+    url = client.metadata.get("token_endpoint")
+    try:
+        client.fetch_token()
+    except OAuthError as exc:  # the authorisation server answered with an OAuth error
+        raise PartnerRejected(f"{url}: token request refused: {exc.error}") from exc
+    except httpx.TransportError as exc:
+        raise Transient(f"{url}: token request failed: {type(exc).__name__}") from exc
+    except ValueError as exc:  # a non-JSON or malformed token response
+        raise PartnerRejected(f"{url}: token response unreadable: {exc}") from exc
 
 
 class HttpConnector:
@@ -112,10 +162,20 @@ def get_with_retries(
             response.raise_for_status()
         return response
 
+    oauth = isinstance(client, OAuth2Client)
+    if oauth and not client.token:
+        _fetch_token(client)
     try:
-        return _get()
+        response = _get()
+        if oauth and response.status_code == 401:
+            # a token the partner revoked before its expiry: ask for a new one, once
+            _fetch_token(client)
+            response = _get()
+        return response
     except (httpx.TransportError, httpx.HTTPStatusError) as exc:
         raise Transient(f"{url}: gave up after {attempts} attempts: {_brief(exc)}") from exc
+    except OAuthError as exc:  # renewing an expired token inside the request failed
+        raise PartnerRejected(f"{url}: token renewal refused: {exc.error}") from exc
 
 
 def now_utc() -> datetime:

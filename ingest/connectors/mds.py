@@ -2,7 +2,8 @@
 
 Semantics (MDS 2.0): 200 with an empty list is an empty hour; 202 means the provider is still
 processing the hour (ask again later); 404 means a future or non-operating hour; 406 means the
-requested version is not supported. The provider is identified by its bearer token.
+requested version is not supported. The provider is identified by its bearer token, which is
+either static or obtained with the OAuth 2.0 client-credentials grant.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from datetime import datetime, timezone
 import httpx
 
 from ingest.connectors.base import (
+    ClientCredentials,
     Fetched,
     HttpConnector,
     NoData,
     NotReady,
     PartnerRejected,
+    authenticated_client,
     get_with_retries,
     now_utc,
 )
@@ -30,12 +33,14 @@ MEDIA_TYPE = f"application/vnd.mds+json;version={MDS_VERSION}"
 @dataclass(frozen=True)
 class MdsSettings:
     base_url: str
-    token: str  # secret: never logged, never in argv
+    token: str  # secret (bearer token, or the OAuth client secret): never logged, never in argv
     timeout_s: float = 30.0
     attempts: int = 4
+    oauth: ClientCredentials | None = None
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
-        return f"MdsSettings(base_url={self.base_url!r}, token=***, timeout_s={self.timeout_s})"
+        return (f"MdsSettings(base_url={self.base_url!r}, token=***, timeout_s={self.timeout_s}, "
+                f"oauth={self.oauth!r})")
 
 
 def hour_param(hour: datetime) -> str:
@@ -45,9 +50,11 @@ def hour_param(hour: datetime) -> str:
 class MdsClient(HttpConnector):
     def __init__(self, settings: MdsSettings, *, transport: httpx.BaseTransport | None = None):
         self.settings = settings
-        self._client = httpx.Client(
+        self._client = authenticated_client(
             base_url=settings.base_url.rstrip("/") + "/",
-            headers={"Authorization": f"Bearer {settings.token}", "Accept": MEDIA_TYPE},
+            secret=settings.token,
+            oauth=settings.oauth,
+            headers={"Accept": MEDIA_TYPE},
             timeout=settings.timeout_s,
             transport=transport,
         )

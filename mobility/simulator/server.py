@@ -12,6 +12,9 @@ Endpoints (``{p}`` is a partner id of partners.yaml; a partner only answers for 
   The status records are under ``vehicles_status`` as in the official MDS 2.0 schema.
 - MDS auth: ``Authorization: Bearer <token>``; the token must equal the environment variable named
   by the feed's ``credential`` (read per request; unset means every request is refused with 401).
+  A feed whose registry ``auth`` is ``oauth2_client_credentials`` takes instead tokens issued by
+  ``POST /{p}/oauth/token`` (client-credentials grant; client id from the registry, client
+  secret = that variable), valid for ``app.state.oauth["token_lifetime_s"]`` (default 1 h).
   ``Accept: application/vnd.mds+json;version=2.0`` (or no version) is served, any other MDS version
   gets 406. Responses are ``application/vnd.mds+json;version=2.0``.
 - ``GET /{p}/gbfs/<file>.json``: GBFS 3.0 (gbfs, system_information, vehicle_types,
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -34,6 +38,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -43,6 +48,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -141,14 +147,24 @@ def create_app(
             raise HttpError(404, "not_found", f"partner {partner!r} has no {protocol} feed")
         return spec, feed
 
-    def check_auth(request: Request, credential: str | None) -> None:
-        if not credential:
+    # OAuth access tokens issued by /{partner}/oauth/token: token -> (partner, monotonic expiry)
+    issued: dict[str, tuple[str, float]] = {}
+    app.state.oauth = {"token_lifetime_s": 3600.0, "issued": issued, "requests": 0}
+
+    def check_auth(request: Request, partner: str, feed: Any) -> None:
+        if not feed.credential:
             return
-        expected = os.environ.get(credential)
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
-        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
-            raise HttpError(401, "unauthorized", "missing or invalid bearer token",
+        token = token.strip()
+        if feed.auth.type == "oauth2_client_credentials":
+            owner, expires = issued.get(token, (None, 0.0))
+            ok = scheme.lower() == "bearer" and owner == partner and time.monotonic() < expires
+        else:
+            expected = os.environ.get(feed.credential)
+            ok = bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token, expected)
+        if not ok:
+            raise HttpError(401, "unauthorized", "missing, expired or invalid bearer token",
                             headers={"WWW-Authenticate": 'Bearer realm="mds"'})
 
     def check_version(request: Request) -> None:
@@ -258,7 +274,7 @@ def create_app(
     async def mds_hourly(request: Request, partner: str, rel: str, param: str,
                          build: Callable[[datetime], dict[str, Any]]) -> Response:
         _, feed = partner_feed(partner, "mds")
-        check_auth(request, feed.credential)
+        check_auth(request, partner, feed)
         check_version(request)
         hour = parse_hour(request, param)
         # faults come before hour semantics so a forced 202/500 applies to any hour
@@ -266,6 +282,32 @@ def create_app(
         if fault is None:
             hourly_gate(partner, hour)
         return await respond(request, partner, rel, lambda: build(hour), fault=fault)
+
+    @app.post("/{partner}/oauth/token")
+    async def oauth_token(request: Request, partner: str) -> JSONResponse:
+        """RFC 6749 client-credentials grant, client authenticated by HTTP Basic or in the form."""
+        spec = partners.get(partner)
+        feed = spec.feed_by_protocol("mds") if spec else None
+        if feed is None or feed.auth.type != "oauth2_client_credentials":
+            raise HttpError(404, "not_found", f"partner {partner!r} has no OAuth token endpoint")
+        form = await request.form()
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, basic = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            user, _, password = base64.b64decode(basic).decode().partition(":")
+            client_id, client_secret = unquote_plus(user), unquote_plus(password)
+        app.state.oauth["requests"] += 1
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        expected = os.environ.get(feed.credential or "")
+        if (client_id != feed.auth.client_id or not expected or not client_secret
+                or not hmac.compare_digest(str(client_secret), expected)):
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        token = secrets.token_urlsafe(24)
+        lifetime = float(app.state.oauth["token_lifetime_s"])
+        issued[token] = (partner, time.monotonic() + lifetime)
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": lifetime},
+                            headers={"Cache-Control": "no-store"})
 
     @app.get("/{partner}/mds/trips")
     async def mds_trips(request: Request, partner: str) -> Response:
@@ -311,7 +353,7 @@ def create_app(
     @app.get("/{partner}/mds/vehicles")
     async def mds_vehicles(request: Request, partner: str) -> Response:
         _, feed = partner_feed(partner, "mds")
-        check_auth(request, feed.credential)
+        check_auth(request, partner, feed)
         check_version(request)
         build = paged(request, "vehicles", lambda snap: world.mds_vehicles(partner))
         return await respond(request, partner, "mds/vehicles", build)
@@ -319,7 +361,7 @@ def create_app(
     @app.get("/{partner}/mds/vehicles/status")
     async def mds_vehicles_status(request: Request, partner: str) -> Response:
         _, feed = partner_feed(partner, "mds")
-        check_auth(request, feed.credential)
+        check_auth(request, partner, feed)
         check_version(request)
         build = paged(request, "vehicles_status", lambda snap: status_snapshot(partner, snap))
         return await respond(request, partner, "mds/vehicles/status", build)
@@ -391,7 +433,7 @@ def create_app(
     @app.get("/{partner}/gbfs/{name}.json")
     async def gbfs(request: Request, partner: str, name: str) -> Response:
         _, feed = partner_feed(partner, "gbfs")
-        check_auth(request, feed.credential)
+        check_auth(request, partner, feed)
         t = now()
         builder = gbfs_v3 if (feed.version or "3.0").startswith("3") else gbfs_v2
         body = builder(request, partner, name, t)  # raises 404 for unknown files before faults apply
@@ -401,7 +443,7 @@ def create_app(
     @app.get("/{partner}/gtfs/feed.zip")
     async def gtfs(request: Request, partner: str) -> Response:
         _, feed = partner_feed(partner, "gtfs")
-        check_auth(request, feed.credential)
+        check_auth(request, partner, feed)
         data, etag, modified = await run_in_threadpool(gtfs_feed, now().year)
         headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "max-age=3600"}
         inm = request.headers.get("if-none-match")
