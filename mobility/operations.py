@@ -131,29 +131,37 @@ def purge_raw(wd: Workdir, *, retention_days: int, now: datetime) -> list[str]:
 
 
 def conformance_report(wd: Workdir, *, now: datetime) -> dict:
-    """Per partner and feed: batches by outcome, rows landed and quarantined, rules broken."""
+    """Per partner and feed: batches by outcome, rows landed and quarantined, the row rules broken
+    (contract check) and the expectations failed (landing gate, which rejects whole batches)."""
     partners: dict[str, dict] = {}
+
+    def entry_for(partner: str, feed: str) -> dict:
+        return partners.setdefault(partner, {}).setdefault(feed, {
+            "batches": Counter(), "rows_received": 0, "rows_rejected": 0,
+            "rules": Counter(), "gate_expectations": Counter(),
+        })
+
     for m in _manifests(wd):
-        entry = partners.setdefault(m["partner_id"], {}).setdefault(
-            m["feed"], {"batches": Counter(), "rows_received": 0, "rows_rejected": 0, "rules": Counter()}
-        )
+        entry = entry_for(m["partner_id"], m["feed"])
         entry["batches"][m["outcome"]] += 1
         entry["rows_received"] += m["rows_received"]
         entry["rows_rejected"] += m["rows_rejected"]
+    # quarantine/<partner>/<feed>/<batch>/: report.json from the row check, landing_gate.json from the gate
     for report in wd.quarantine.glob("*/*/*/report.json"):
-        r = json.loads(report.read_text())
-        partner, feed = report.parts[-4], report.parts[-3]
-        rules = partners.setdefault(partner, {}).setdefault(
-            feed, {"batches": Counter(), "rows_received": 0, "rows_rejected": 0, "rules": Counter()}
-        )["rules"]
-        for rule in r.get("failed_rules", []):
+        rules = entry_for(report.parts[-4], report.parts[-3])["rules"]
+        for rule in json.loads(report.read_text()).get("failed_rules", []):
             rules[f"{rule['field']}: {rule['rule']}"] += rule["rows"]
+    for report in wd.quarantine.glob("*/*/*/landing_gate.json"):
+        failed = entry_for(report.parts[-4], report.parts[-3])["gate_expectations"]
+        for f in json.loads(report.read_text()).get("failed_expectations", []):
+            failed[f"{f['expectation']}({f['column']})" if f.get("column") else f["expectation"]] += 1
     for feeds in partners.values():
         for entry in feeds.values():
             received = entry["rows_received"]
             entry["conformance"] = round(1 - entry["rows_rejected"] / received, 6) if received else None
             entry["batches"] = dict(entry["batches"])
             entry["rules"] = dict(entry["rules"].most_common())
+            entry["gate_expectations"] = dict(entry["gate_expectations"].most_common())  # batches failing each
     report = {"generated_at": now.isoformat(), "partners": partners}
     atomic_write(wd.root / "reports" / "conformance" / f"{now:%Y-%m-%d}.json", json.dumps(report, indent=2).encode())
     return report

@@ -110,7 +110,17 @@ def test_conformance_report_counts_outcomes_and_rules(wd):
     assert entry["batches"] == {"partial": 1}
     assert entry["conformance"] == 0.5
     assert entry["rules"] == {"duration: minimum": 1}
+    assert entry["gate_expectations"] == {}
     assert (wd.root / "reports" / "conformance" / "2026-11-03.json").exists()
+
+    # a batch whose rows all pass the contract but which the landing gate rejects as a whole
+    # (one trip covers 50 km in a minute) is counted under the expectation it failed
+    later = dict(trip, start_time=t0 + 3_600_000, end_time=t0 + 3_660_000)
+    fast = dict(later, trip_id="00000000-0000-0000-0000-000000000004", distance=50_000)
+    _land(wd, NOW - timedelta(hours=2), json.dumps({"trips": [later, fast]}).encode())
+    entry = conformance_report(wd, now=NOW)["partners"]["scootco"]["mds_trips"]
+    assert entry["batches"] == {"partial": 1, "rejected": 1}
+    assert entry["gate_expectations"] == {"expect_column_values_to_be_between(speed_kmh)": 1}
 
 
 @pytest.mark.slow
