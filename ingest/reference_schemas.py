@@ -217,6 +217,6 @@ def check_gtfs(path: Path) -> ReferenceResult:
             value=None if value is None else _short(value),
             file=ctx.get("filename") or ctx.get("childFilename") or notice.file,
             row=ctx.get("csvRowNumber") or notice.row,
-            field=ctx.get("fieldName") or notice.field,
+            field=ctx.get("fieldName") or ctx.get("childFieldName") or notice.field,
         ))
     return ReferenceResult(name=name, ran=True, source="gtfs-guru", issues=issues)
