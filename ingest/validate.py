@@ -32,7 +32,9 @@ from typing import Any
 
 from ingest.contracts import Contract, ContractNotFound, available, load_contract
 from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
-from ingest.reference_schemas import GBFS_VERSIONS, MDS_ENDPOINTS, Issue, ReferenceResult, check_gbfs, check_gtfs, check_mds, gbfs_file_names, not_run
+from ingest.reference_schemas import (
+    GBFS_VERSIONS, MDS_ENDPOINTS, Issue, ReferenceResult, check_gbfs, check_gtfs, check_mds, gbfs_file_names, not_run,
+)
 from mobility.settings import reference_schemas_dir
 
 MAX_EXAMPLES = 5
@@ -74,14 +76,6 @@ class Finding:
     row: int | None = None
     row_kind: str | None = None  # "record" (0-based, as landing counts) or "line" (CSV line, 1 = header)
     value: str | None = None
-
-    def where(self) -> str:
-        parts = [self.file]
-        if self.row is not None:
-            parts.append(_row_label(self.row_kind, self.row))
-        if self.field:
-            parts.append(f"field '{self.field}'")
-        return ", ".join(parts)
 
 
 def _row_label(kind: str | None, row: int) -> str:
@@ -260,12 +254,44 @@ def _contract_findings(file: str, table: Contract, result: Any) -> list[Finding]
     # JSON records are named by where they sit in the payload (data.bikes[3]), as the reference does
     row_kind = table.payload_key if table.payload_format == "json" and table.payload_key else "record"
     out = [
-        Finding(file, "contract", "error", v.rule, f"breaks contract rule '{v.rule}'", field=v.field,
+        Finding(file, "contract", "error", v.rule, _explain(table, v.field, v.rule), field=v.field,
                 row=v.row, row_kind=row_kind, value=v.value)
         for v in result.violations
     ]
     out += [Finding(file, "contract", "warning", "contract:extra_field", w) for w in result.warnings]
     return out
+
+
+def _explain(table: Contract, name: str, rule: str) -> str:
+    """The contract rule in words, with its bound, so the partner need not open the contract."""
+    f = next((f for f in table.fields if f.name == name), None)
+    kind, _, arg = rule.partition(":")
+    if name == "<record>":
+        return "not a record the contract can read"
+    if f is None:
+        return f"breaks the contract's quality rule '{rule}'"
+    if rule == "required":
+        return "required by the contract, but missing"
+    if rule == "minimum":
+        return f"below the contract's minimum {f.minimum}"
+    if rule == "maximum":
+        return f"above the contract's maximum {f.maximum}"
+    if rule == "enum":
+        allowed = sorted(map(str, f.enum or ()))
+        return f"not one of {allowed[:10]}{' ...' if len(allowed) > 10 else ''}"
+    if rule == "unique":
+        return "repeats a value that must be unique in the batch"
+    if rule == "pattern":
+        return f"does not match the pattern {f.pattern.pattern if f.pattern else ''}"
+    if kind == "type":
+        return f"not of type {arg}"
+    if kind == "format":
+        return f"not a valid {arg}"
+    if kind == "range":
+        return f"a {arg} outside 2010-2100: a unit mistake (seconds vs milliseconds?)"
+    if kind == "codes":
+        return f"not in the reference set '{arg}'"
+    return f"breaks contract rule '{rule}'"
 
 
 def _reference_findings(file: str, ref: ReferenceResult) -> list[Finding]:

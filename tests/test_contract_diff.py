@@ -143,3 +143,8 @@ def test_unknown_contract_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "has no version 7.0.0" in result.stderr
     result = diff("mds_trips@2.0.0", tmp_path / "missing.odcs.yaml")
     assert result.exit_code == 2 and "no such contract file" in result.stderr
+
+
+def test_help():
+    result = runner.invoke(app, ["contracts", "diff", "--help"])
+    assert result.exit_code == 0 and "major" in result.output

@@ -353,3 +353,9 @@ def test_json_and_text_give_the_same_verdicts(shared_data):
         assert text.stdout.strip().splitlines()[-1].startswith(
             f"{verdict}: 1 file(s), {report['errors']} errors, {report['warnings']} warnings")
         assert f"contract:  {report['files'][0]['contract']}" in text.stdout
+
+
+def test_help_states_the_exit_codes():
+    result = runner.invoke(app, ["validate", "--help"])
+    assert result.exit_code == 0 and "--contract" in result.output and "--format" in result.output
+    assert "2: usage error" in result.output
