@@ -359,3 +359,23 @@ def test_help_states_the_exit_codes():
     result = runner.invoke(app, ["validate", "--help"])
     assert result.exit_code == 0 and "--contract" in result.output and "--format" in result.output
     assert "2: usage error" in result.output
+
+
+def test_unsafe_gtfs_zip_is_refused_unread_and_not_passed_to_the_validator(tmp_path):
+    import zipfile
+
+    path = tmp_path / "feed.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nS1,A,1,2\n")
+        archive.writestr("../escape.txt", "x")
+    code, report = run_json(path)
+    (f,) = report["files"]
+    assert code == 1 and ("feed.zip", "payload") in rules(report)
+    assert "unsafe path" in findings(report)[0]["examples"][0]["message"]
+    assert f["reference"]["ran"] is False and "refused unread" in f["reference"]["note"]
+
+
+def test_named_contract_covering_no_file_of_a_folder_is_a_usage_error(shared_data):
+    folder = shared_data / "gbfs" / "spec-fixtures" / "testFixtures" / "v2.3"
+    result = run(folder, "--contract", "gbfs_vehicle_status@3.0.0")
+    assert result.exit_code == 2 and "covers none of the files" in result.stderr
