@@ -160,14 +160,37 @@ def _pointer_part(text: str) -> str:
     return text.replace("~", "~0").replace("/", "~1")
 
 
+def _inline(node: Any, resolver: Any, seen: frozenset[int] = frozenset()) -> Any:
+    """The schema with every $ref replaced by its target, resolved once through the registry.
+
+    Validating against the inlined tree gives the same verdicts several times faster: the
+    validator no longer resolves (and URL-joins) a dozen references per record. A $ref with
+    sibling keywords (2020-12 allows them, e.g. `maximum` beside a `$ref`) keeps both, as allOf.
+    """
+    if isinstance(node, list):
+        return [_inline(n, resolver, seen) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if isinstance(node.get("$ref"), str):
+        resolved = resolver.lookup(node["$ref"])
+        key = id(resolved.contents)
+        if key in seen:  # a recursive schema: keep the reference (MDS trips/events/status have none)
+            return node
+        target = _inline(resolved.contents, resolved.resolver, seen | {key})
+        rest = {k: _inline(v, resolver, seen) for k, v in node.items() if k != "$ref"}
+        return {"allOf": [target], **rest} if rest else target
+    return {k: _inline(v, resolver, seen) for k, v in node.items()}
+
+
 @lru_cache(maxsize=None)
 def _mds_validator(folder: Path, endpoint: str) -> jsonschema.Draft202012Validator:
     provider = (folder / "reference" / "provider.yaml").resolve().as_uri()
     pointer = "/".join(("paths", _pointer_part(endpoint), "get", "responses", "200", "content",
                         _pointer_part("application/json"), "schema"))
-    schema = {"$ref": f"{provider}#/{pointer}"}
+    registry = _mds_registry(folder)
+    schema = _inline({"$ref": f"{provider}#/{pointer}"}, registry.resolver())
     cls = jsonschema.Draft202012Validator
-    return cls(schema, registry=_mds_registry(folder), format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
 
 def check_mds(payload: Any, *, records_key: str, root: Path) -> ReferenceResult:

@@ -580,6 +580,8 @@ def _bind_codes(contract: Contract, city_workdir: Path | None, fr: FileReport) -
     wd = Workdir.resolve(city_workdir)
     if wd.neighborhoods.is_file():
         return contract.with_codes({name: REFERENCE_CODES[name](wd) for name in codes})
-    fr.notes.append(f"code rule(s) {codes} NOT checked: no city in {wd.root} (pass --workdir of a loaded city)")
+    # a rule that cannot run is said as a warning, never a silent pass
+    fr.findings.append(Finding(Path(fr.file).name, "contract", "warning", "contract:codes_not_checked",
+                               f"code rule(s) {codes} NOT checked: no city in {wd.root} (pass --workdir of a loaded city)"))
     fields = tuple(dataclasses.replace(f, codes=None) for f in contract.fields)
     return dataclasses.replace(contract, fields=fields)

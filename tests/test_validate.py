@@ -379,3 +379,14 @@ def test_named_contract_covering_no_file_of_a_folder_is_a_usage_error(shared_dat
     folder = shared_data / "gbfs" / "spec-fixtures" / "testFixtures" / "v2.3"
     result = run(folder, "--contract", "gbfs_vehicle_status@3.0.0")
     assert result.exit_code == 2 and "covers none of the files" in result.stderr
+
+
+def test_code_rules_without_a_city_are_a_warning_not_a_silent_pass(sim, tmp_path):
+    from mobility.simulator.drops import drop_files
+
+    path = next(p for p in drop_files(tmp_path / "wd", date(2026, 11, 3), world=sim.sim.world)
+                if "trip_total" in p.read_text().split("\n", 1)[0])
+    code, report = run_json(path, "--workdir", tmp_path / "no-city")
+    assert code == 0 and report["files"][0]["contract"] == "ridehail_trips@1.0.0"
+    (group,) = [g for g in findings(report, "warning") if g["rule"] == "contract:codes_not_checked"]
+    assert "neighborhood_id" in group["examples"][0]["message"]
