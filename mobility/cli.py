@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from datetime import date, datetime, time, timedelta, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -323,6 +324,63 @@ def bench(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str))
         out.print(f"figures written to {json_path}")
+
+
+# --- validate, contracts ---------------------------------------------------------------------
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+contracts_app = typer.Typer(help="The data contracts: compare versions for compatibility.", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
+
+
+@app.command("validate")
+def validate_cmd(
+    path: Annotated[Path, typer.Argument(help="A file (MDS or GBFS JSON, GTFS zip, CSV drop) or a folder (GTFS feed, GBFS files).")],
+    contract: Annotated[Optional[str], typer.Option("--contract", "-c", help="NAME[@VERSION] of the contract; recognised from the input when omitted.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="text for people, json for tools.")] = OutputFormat.text,
+    reference_schemas: Annotated[Optional[Path], typer.Option(help="Folder of the official schemas (default: $MOBILITY_REFERENCE_SCHEMAS, else ../shared/data).")] = None,
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", "-w", help="A workdir with a loaded city, for rules that check codes (neighborhood ids).")] = None,
+) -> None:
+    """Check a feed before sending it, with the city's landing checks and the reference rules.
+
+    Exit code 0: valid (warnings allowed); 1: invalid; 2: usage error (no such file, unknown contract).
+    """
+    from ingest.validate import UsageError, validate
+
+    try:
+        report = validate(path, contract, reference_root=reference_schemas, city_workdir=workdir)
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    # plain echo, not rich: the report holds brackets and JSON that markup would alter
+    typer.echo(json.dumps(report.to_dict(), indent=2, default=str) if output is OutputFormat.json else report.to_text())
+    raise typer.Exit(report.exit_code)
+
+
+@contracts_app.command("diff")
+def contracts_diff(
+    old: Annotated[str, typer.Argument(help="The old contract: NAME@VERSION or a .odcs.yaml path.")],
+    new: Annotated[str, typer.Argument(help="The new contract: NAME@VERSION or a .odcs.yaml path.")],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="text or json.")] = OutputFormat.text,
+) -> None:
+    """Say which changes between two contract versions break partners' data.
+
+    Exit code 0: compatible, or breaking with a new major version; 1: breaking without a major
+    bump (or changed without a version increase); 2: a contract not found.
+    """
+    from ingest.contract_diff import DiffUsageError, diff
+
+    try:
+        result = diff(old, new)
+    except DiffUsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result.to_dict(), indent=2) if output is OutputFormat.json else result.to_text())
+    raise typer.Exit(0 if result.ok else 1)
 
 
 _register_airflow()

@@ -15,7 +15,14 @@ REGISTRY_PATH = PROJECT_ROOT / "partners.yaml"
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DAGS_DIR = PROJECT_ROOT / "dags"
+REFERENCE_SCHEMAS_ENV = "MOBILITY_REFERENCE_SCHEMAS"
 
+
+def reference_schemas_dir() -> Path:
+    """Where the official GBFS/MDS schemas are read from (they cannot be shipped with the project):
+    $MOBILITY_REFERENCE_SCHEMAS, else the shared data folder beside the project. Laid out as
+    gbfs/schemas/v2.3, gbfs/schemas/v3.0, mds/schemas/mds-openapi-2.0; it may be absent."""
+    return Path(os.environ.get(REFERENCE_SCHEMAS_ENV) or PROJECT_ROOT.parent / "shared" / "data").expanduser()
 
 
 def default_workdir() -> Path:
