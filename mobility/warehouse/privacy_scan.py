@@ -95,9 +95,6 @@ class ScanReport:
     def ok(self) -> bool:
         return not self.findings
 
-    def rules(self) -> set[str]:
-        return {f.rule for f in self.findings}
-
     def summary(self) -> dict:
         return {
             "root": str(self.root), "ok": self.ok, "tables": len(self.tables), "columns": self.columns,
