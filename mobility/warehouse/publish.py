@@ -156,7 +156,8 @@ def _swap_link(published: Path, name: str, folder_tmp: Path) -> Path:
 
 
 def _read_only_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders holding them
+    """Every file read-only; folders stay writable so the next publication can remove them."""
+    for path in folder.rglob("*"):
         if path.is_file():
             path.chmod(READ_ONLY)
 
