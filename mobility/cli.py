@@ -239,6 +239,39 @@ def query(
         out.print(table)
 
 
+@app.command("privacy-scan")
+def privacy_scan(
+    folder: Annotated[Optional[Path], typer.Argument(help="A publication folder, or one partner's export folder (default: DIR/published).")] = None,
+    k: Annotated[Optional[int], typer.Option(help="Smallest publishable count (default: the one the publication records).")] = None,
+    bronze: Annotated[Optional[Path], typer.Option(help="Bronze lake whose ids must not appear (default: the workdir's).")] = None,
+    city: Annotated[Optional[Path], typer.Option(help="city.json for the bounding box and time zone (default: the workdir's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Scan every table and column of a publication for ids, fine coordinates and times, small counts
+    and other partners' detail; exit 1 on any finding."""
+    from mobility.warehouse.privacy_scan import ScanError, scan_publication
+
+    wd = _setup(workdir)
+    try:
+        report = scan_publication(folder or wd.published, k=k, bronze=bronze, city=city)
+    except ScanError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if json_out:
+        out.print_json(json.dumps(report.summary(), default=str))
+    else:
+        for note in report.notes:
+            console.print(f"note: {note}")
+        for finding in report.findings:
+            out.print(finding.describe(), markup=False, soft_wrap=True)
+        verdict = "no findings" if report.ok else f"{len(report.findings)} finding(s)"
+        out.print(f"privacy scan of {report.root}: {len(report.tables)} table(s), {report.columns} column(s), {verdict}",
+                  markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def status(workdir: WorkdirOpt = None) -> None:
     """Feed health and the state of the last build, gate and publication."""

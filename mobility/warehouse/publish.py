@@ -4,7 +4,12 @@ Everything is written beside the live publication under temporary names first; t
 are swapped in with ``os.replace`` (atomic on one filesystem) only once all of it is complete, so
 an error at any point leaves the previous publication exactly as it was. The database is swapped
 first (it is the publication of record), then the ``parquet`` symlink (one rename swaps the whole
-set of files), then ``publication.json``, which records what was published.
+set of files), then the ``partners`` symlink (every partner export, see ``exports``), then
+``publication.json``, which records what was published.
+
+Each table's published time grain (``day`` or ``hour``: no timestamp finer than it) is declared in
+its dbt model's ``meta: {published_grain: ...}`` and recorded in ``publication.json`` for the
+privacy scan; undeclared tables get the consortium's finest published grain, the hour.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,12 +27,15 @@ from pathlib import Path
 import duckdb
 
 from mobility.settings import Workdir
+from mobility.warehouse.exports import PARTNERS_DIR, write_partner_exports
 from mobility.warehouse.suppression import DEFAULT_K, suppressed_select
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_PREFIX = "mart_"
 READ_ONLY = 0o444
+GRAINS = ("day", "hour")
+DEFAULT_GRAIN = "hour"
 
 
 class PublishError(RuntimeError):
@@ -40,6 +49,8 @@ class PublishResult:
     parquet_dir: Path
     k: int
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
+    grains: dict[str, str] = field(default_factory=dict)  # table -> published time grain
+    partners: dict[str, dict] = field(default_factory=dict)  # partner -> rows per exported table
 
     def summary(self) -> dict:
         return {
@@ -48,6 +59,8 @@ class PublishResult:
             "parquet_dir": str(self.parquet_dir),
             "k": self.k,
             "tables": dict(self.tables),
+            "grains": dict(self.grains),
+            "partners": dict(self.partners),
         }
 
 
@@ -56,14 +69,19 @@ def _sql_string(text: str) -> str:
 
 
 def load_descriptions(manifest_path: Path) -> dict[str, dict]:
-    """Model name -> {"description", "columns": {name: description}} from dbt's manifest.json."""
+    """Model name -> {"description", "columns": {name: description}, "grain"} from dbt's manifest.json."""
     if not manifest_path.exists():
         raise PublishError(f"no dbt manifest at {manifest_path}: run the dbt build first")
     manifest = json.loads(manifest_path.read_text())
     out: dict[str, dict] = {}
     for node in manifest.get("nodes", {}).values():
         if node.get("resource_type") == "model":
+            meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
+            grain = meta.get("published_grain", DEFAULT_GRAIN)
+            if grain not in GRAINS:
+                raise PublishError(f"model {node['name']}: meta published_grain {grain!r} is not one of {GRAINS}")
             out[node["name"]] = {
+                "grain": grain,
                 "description": (node.get("description") or "").strip(),
                 "columns": {c: (v.get("description") or "").strip() for c, v in node.get("columns", {}).items()},
             }
@@ -120,25 +138,41 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
     return tables
 
 
-def _swap_parquet(published: Path, parquet_tmp: Path) -> Path:
-    """Point published/parquet at the new folder by replacing a symlink (atomic), then drop the old one."""
-    link = published / "parquet"
+def _swap_link(published: Path, name: str, folder_tmp: Path) -> Path:
+    """Point published/<name> at the new folder by replacing a symlink (atomic), then drop the old one."""
+    link = published / name
     old_target = link.resolve() if link.is_symlink() else None
     if link.exists() and not link.is_symlink():
         # a plain folder from an older layout: move it aside so the link can take its name
-        aside = published / f".parquet-legacy-{uuid.uuid4().hex[:8]}"
+        aside = published / f".{name}-legacy-{uuid.uuid4().hex[:8]}"
         os.replace(link, aside)
         old_target = aside
-    tmp_link = published / f".parquet-link-{uuid.uuid4().hex[:8]}"
-    tmp_link.symlink_to(parquet_tmp.name)
+    tmp_link = published / f".{name}-link-{uuid.uuid4().hex[:8]}"
+    tmp_link.symlink_to(folder_tmp.name)
     os.replace(tmp_link, link)
-    if old_target is not None and old_target != parquet_tmp.resolve():
+    if old_target is not None and old_target != folder_tmp.resolve():
         shutil.rmtree(old_target, ignore_errors=True)
     return link
 
 
-def publish(workdir: Workdir | str | Path, k: int = DEFAULT_K) -> PublishResult:
-    """Replace DIR/published with the k-suppressed marts of the dbt warehouse, atomically."""
+def _read_only_tree(folder: Path) -> None:
+    """Every file read-only; folders stay writable so the next publication can remove them."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(READ_ONLY)
+
+
+def _registry_partners() -> list[str]:
+    from mobility.registry import load_registry
+
+    return [p.id for p in load_registry().partners]
+
+
+def publish(
+    workdir: Workdir | str | Path, k: int = DEFAULT_K, partners: Sequence[str] | None = None
+) -> PublishResult:
+    """Replace DIR/published with the k-suppressed marts of the dbt warehouse and one export per
+    partner (default: every partner of the registry), atomically."""
     wd = workdir if isinstance(workdir, Workdir) else Workdir.resolve(workdir)
     if not wd.warehouse.exists():
         raise PublishError(f"no warehouse at {wd.warehouse}: run the dbt build first")
@@ -148,26 +182,37 @@ def publish(workdir: Workdir | str | Path, k: int = DEFAULT_K) -> PublishResult:
     token = f"{stamp:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     db_tmp = wd.published / f".mobility.duckdb.tmp-{token}"
     parquet_tmp = wd.published / f".parquet-{token}"
+    partners_tmp = wd.published / f".{PARTNERS_DIR}-{token}"
     record_tmp = wd.published / f".publication.json.tmp-{token}"
+    partner_ids = list(_registry_partners() if partners is None else partners)
     try:
         tables = _build(wd, db_tmp, parquet_tmp, k, docs)
+        exports = write_partner_exports(
+            partners_tmp, partner_ids, warehouse=wd.warehouse, publication=db_tmp, docs=docs, k=k,
+            published_at=stamp.isoformat(),
+        )
         for f in parquet_tmp.iterdir():
             f.chmod(READ_ONLY)
+        _read_only_tree(partners_tmp)
         db_tmp.chmod(READ_ONLY)
         result = PublishResult(
             published_at=stamp.isoformat(), path=wd.published_db, parquet_dir=wd.published / "parquet", k=k,
-            tables=tables,
+            tables=tables, grains={t: docs.get(t, {}).get("grain", DEFAULT_GRAIN) for t in tables},
+            partners=exports,
         )
         record_tmp.write_text(json.dumps(result.summary(), indent=2))
     except BaseException:
         for path in (db_tmp, db_tmp.with_name(db_tmp.name + ".wal"), record_tmp):
             path.unlink(missing_ok=True)
         shutil.rmtree(parquet_tmp, ignore_errors=True)
+        shutil.rmtree(partners_tmp, ignore_errors=True)
         log.exception("publication failed; the previous publication is unchanged")
         raise
-    # the swap: three renames, nothing left to fail in between but the renames themselves
+    # the swap: four renames, nothing left to fail in between but the renames themselves
     os.replace(db_tmp, wd.published_db)
-    _swap_parquet(wd.published, parquet_tmp)
+    _swap_link(wd.published, "parquet", parquet_tmp)
+    _swap_link(wd.published, PARTNERS_DIR, partners_tmp)
     os.replace(record_tmp, wd.published / "publication.json")
-    log.info("published %d table(s) to %s (k=%d)", len(tables), wd.published_db, k)
+    log.info("published %d table(s) and %d partner export(s) to %s (k=%d)", len(tables), len(exports),
+             wd.published, k)
     return result
