@@ -422,14 +422,12 @@ def ingest_range(
 
 def build_warehouse(workdir: Workdir | None = None) -> dict:
     """dbt build (models and their tests) into the warehouse; the single writer."""
-    from mobility.warehouse.build import run_dbt
-
-    import json
+    from mobility.warehouse.build import consortium_vars, run_dbt
 
     wd = workdir or Workdir.resolve()
     # local days and hours follow the city's own time zone (city.json), whatever city is loaded
     timezone_name = json.loads(wd.city_meta.read_text())["timezone"]
-    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name}).summary()
+    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name, **consortium_vars()}).summary()
 
 
 def gate_marts(workdir: Workdir | None = None, *, enforce: bool = True) -> dict:
