@@ -10,11 +10,13 @@ import os
 import shutil
 from datetime import datetime, timezone
 
-from mobility.pipeline import INGEST_STEPS, ingest_mds_hour
+from mobility.pipeline import INGEST_STEPS, ingest_file_drop_day, ingest_mds_hour
+from mobility.simulator.drops import BIKESHARE_COLUMNS, bikeshare_rows, to_csv, write_atomic
 from mobility.settings import Workdir
 
 # 2026-11-03 is a Tuesday; Chicago is UTC-6 in November, so the compliance check hours
 # 07:00, 12:00 and 17:00 local are 13:00, 18:00 and 23:00 UTC
+DAY = datetime(2026, 11, 3, tzinfo=timezone.utc)
 SNAPSHOT_TIMES = [datetime(2026, 11, 3, h, 1, tzinfo=timezone.utc) for h in (13, 15, 18, 23)]
 TRIP_HOURS = [datetime(2026, 11, 3, h, tzinfo=timezone.utc) for h in (13, 14)]
 STATUS_FEEDS = [("scootco", "mds_vehicle_status"), ("zoomride", "mds_vehicle_status"),
@@ -41,6 +43,10 @@ def build_supply_lake(root, city_dir, sim) -> Workdir:
         for partner in ("scootco", "zoomride"):
             manifests.append(ingest_mds_hour(wd, partner, "mds_events", hour))
             manifests.append(ingest_mds_hour(wd, partner, "mds_trips", hour))
+    # the bike-share operator's trip file of the day, dropped and picked up as in production
+    rows = bikeshare_rows(sim.sim.world, "citybikes", DAY.date())
+    write_atomic(wd.drops / "citybikes" / f"citybikes-trips-{DAY.date()}.csv", to_csv(rows, BIKESHARE_COLUMNS))
+    manifests.append(ingest_file_drop_day(wd, "citybikes", "bikeshare_trips", DAY))
     bad = [m for m in manifests if m["outcome"] not in ("accepted", "empty")]
     assert not bad, bad
     return wd

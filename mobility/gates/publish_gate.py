@@ -82,6 +82,8 @@ def residual_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
     """
     out: dict[str, pd.DataFrame] = {}
     for table, totals in COMPLEMENTARY.items():
+        if f"{table}__published" not in frames:  # frames given by a caller may hold only some marts
+            continue
         published = frames[f"{table}__published"]
         for count, spec in totals.items():
             cells = frames[f"{spec.member_table}__published"]
@@ -160,6 +162,8 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
     small = list(range(1, k))
     for table, rules in SUPPRESSION.items():
         name = f"{table}__published"
+        if name not in frames:  # read_frames reads every mart; a caller's frames may hold only some
+            continue
         suites[name] = [E.ExpectColumnValuesToNotBeInSet(column=c, value_set=small) for c in rules] if small else []
     for name in frames:
         if name.endswith("__residuals"):
@@ -190,6 +194,8 @@ def supply_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int
     suites: dict[str, list] = {}
 
     def per_neighborhood(table: str, period: list[str]) -> list:
+        if table not in frames:
+            return []
         frame = frames[table]
         periods = len(frame[period].drop_duplicates()) if len(frame) else 0
         checks = [
@@ -211,6 +217,7 @@ def supply_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int
         return [E.ExpectColumnValuesToNotBeNull(column=column, row_condition=Column("population") > 0)]
 
     hourly = ["local_date", "local_hour", "mode"]
+    present = set(frames)
     suites["mart_vehicle_availability"] = [
         *per_neighborhood("mart_vehicle_availability", hourly),
         *counts("avg_available_vehicles"), *rates("avg_available_vehicles", "available_per_1000_residents"),
@@ -241,7 +248,7 @@ def supply_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int
                max_value=1),
         E.ExpectColumnValuesToNotBeNull(column="equity_zone_share", row_condition=Column("deployed_in_city") > 0),
     ]
-    return suites
+    return {name: checks for name, checks in suites.items() if name in present}
 
 
 def _days_in_range(dates: pd.Series) -> int:

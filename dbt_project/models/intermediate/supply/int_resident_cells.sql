@@ -1,8 +1,8 @@
 -- Where residents live, as the city knows it: each neighborhood's population spread evenly over
 -- its area, measured on a grid of square cells (var coverage_cell_m, 100 m) whose centres fall
--- inside the polygon. Coordinates are metres on a local equirectangular plane centred on the
--- city (error under 0.5 % across a 50 km city, far below the 400 m being measured), so
--- distances are plain Euclidean. A polygon too small to hold a cell centre gets one cell at a
+-- inside the polygon. Coordinates are metres on a local plane centred on the city (WGS84 metres
+-- per degree at its centre: under a metre of error at 400 m across a 50 km city), so distances
+-- are plain Euclidean. A polygon too small to hold a cell centre gets one cell at a
 -- point on its surface, so its residents are never dropped.
 {% set cell = var('coverage_cell_m') %}
 with neighborhoods as (
@@ -17,7 +17,8 @@ origin as (
 ),
 
 plane as (
-    select lat0, lon0, 111320.0 * cos(radians(lat0)) as m_per_deg_lon, 110574.0 as m_per_deg_lat from origin
+    select lat0, lon0, {{ m_per_deg_lon('lat0') }} as m_per_deg_lon, {{ m_per_deg_lat('lat0') }} as m_per_deg_lat
+    from origin
 ),
 
 bounds as (
@@ -43,7 +44,7 @@ candidates as (
 ),
 
 inside as (
-    select neighborhood_id, x_m, y_m
+    select neighborhood_id, x_m, y_m, lon0 + x_m / m_per_deg_lon as lon, lat0 + y_m / m_per_deg_lat as lat
     from candidates
     where st_contains(geometry, st_point(lon0 + x_m / m_per_deg_lon, lat0 + y_m / m_per_deg_lat))
 ),
@@ -52,7 +53,9 @@ fallback as (
     select
         bounds.neighborhood_id,
         (st_x(st_pointonsurface(bounds.geometry)) - bounds.lon0) * bounds.m_per_deg_lon as x_m,
-        (st_y(st_pointonsurface(bounds.geometry)) - bounds.lat0) * bounds.m_per_deg_lat as y_m
+        (st_y(st_pointonsurface(bounds.geometry)) - bounds.lat0) * bounds.m_per_deg_lat as y_m,
+        st_x(st_pointonsurface(bounds.geometry)) as lon,
+        st_y(st_pointonsurface(bounds.geometry)) as lat
     from bounds
     where bounds.neighborhood_id not in (select neighborhood_id from inside)
 ),
@@ -69,6 +72,8 @@ final as (
         row_number() over (order by cells.neighborhood_id, cells.x_m, cells.y_m) as cell_id,
         cells.x_m,
         cells.y_m,
+        cells.lon,
+        cells.lat,
         neighborhoods.population * 1.0 / count(*) over (partition by cells.neighborhood_id) as residents
     from cells
     inner join neighborhoods on cells.neighborhood_id = neighborhoods.neighborhood_id

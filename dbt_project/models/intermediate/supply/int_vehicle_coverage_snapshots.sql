@@ -22,8 +22,8 @@ points as (
         select
             p.snapshot_at,
             p.mode,
-            (p.lon - plane.lon0) * 111320.0 * cos(radians(plane.lat0)) as x_m,
-            (p.lat - plane.lat0) * 110574.0 as y_m
+            (p.lon - plane.lon0) * {{ m_per_deg_lon('plane.lat0') }} as x_m,
+            (p.lat - plane.lat0) * {{ m_per_deg_lat('plane.lat0') }} as y_m
         from {{ ref('int_available_supply_points') }} as p cross join plane
     )
     union all by name
@@ -31,8 +31,8 @@ points as (
     from (
         select
             p.snapshot_at,
-            (p.lon - plane.lon0) * 111320.0 * cos(radians(plane.lat0)) as x_m,
-            (p.lat - plane.lat0) * 110574.0 as y_m
+            (p.lon - plane.lon0) * {{ m_per_deg_lon('plane.lat0') }} as x_m,
+            (p.lat - plane.lat0) * {{ m_per_deg_lat('plane.lat0') }} as y_m
         from {{ ref('int_available_supply_points') }} as p cross join plane
     )
 ),

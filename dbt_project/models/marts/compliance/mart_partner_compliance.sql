@@ -128,7 +128,8 @@ final as (
         operator_days.partner_id,
         operator_days.local_date,
         cast(check_hours.check_hour as tinyint) as check_hour,
-        deployment.snapshot_at,
+        -- the snapshot's exact time stays in the warehouse: published grain is the hour
+        deployment.snapshot_at is not null as has_snapshot,
         coalesce(deployment.deployed_vehicles, 0) as deployed_vehicles,
         coalesce(deployment.deployed_in_city, 0) as deployed_in_city,
         coalesce(deployment.deployed_in_equity_zones, 0) as deployed_in_equity_zones,

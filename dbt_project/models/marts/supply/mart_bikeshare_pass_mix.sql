@@ -1,6 +1,6 @@
 -- The mix of pass types of bike-share trips by the income quintile of the start neighborhood
--- and local day: trips per pass type and their share of the quintile's trips that day. Every
--- pass type seen appears for every quintile and day (zero-filled).
+-- and local day. Every pass type seen appears for every quintile and day (zero-filled). No share
+-- column: with a suppressed cell, the shares of the visible ones would give the total back.
 with trips as (
     select
         coalesce(stations.neighborhood_id, trips.start_neighborhood_id) as neighborhood_id,
@@ -33,10 +33,7 @@ final as (
         spine.income_quintile,
         spine.local_date,
         spine.pass_type,
-        coalesce(counted.trips_started, 0) as trips_started,
-        round(coalesce(counted.trips_started, 0) * 1.0
-            / nullif(sum(coalesce(counted.trips_started, 0)) over (partition by spine.income_quintile, spine.local_date), 0), 4)
-            as share_of_trips
+        coalesce(counted.trips_started, 0) as trips_started
     from spine
     left join counted
         on spine.income_quintile = counted.income_quintile
