@@ -1,7 +1,8 @@
 """`mobility demo`: the whole consortium on a laptop, on embedded defaults.
 
 It generates the city, starts the partner simulator as a child process, pulls every hour of the
-simulated period from each scooter operator under contract, builds the warehouse with dbt, gates
+simulated period from each scooter operator under contract (MDS trips and events), replays the
+vehicle and station status snapshots at sampled times of the period, builds the warehouse with dbt, gates
 the marts with Great Expectations, publishes the read-only analyst warehouse, and stops the
 simulator again.
 """
@@ -18,6 +19,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -26,6 +28,13 @@ from mobility.secrets import PSEUDONYM_KEY
 from mobility.settings import PROJECT_ROOT, Workdir
 
 log = logging.getLogger(__name__)
+
+# Feeds the demo pulls window by window over the simulated period.
+DEMO_FEEDS = ("mds_trips", "mds_events")
+# Status feeds are snapshots of the present: the demo replays the period by freezing the
+# simulator's clock at each sampling time and snapshotting then (Airflow polls every 5 minutes).
+DEMO_SNAPSHOT_FEEDS = ("mds_vehicle_status", "gbfs")
+SNAPSHOT_EVERY_HOURS = 3  # plus the compliance check hours (partners.yaml), at minute 1
 
 EXAMPLE_QUERY = """
 select trip_date,
@@ -58,6 +67,47 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def snapshot_times(start: datetime, end: datetime, tz, check_hours: list[int]) -> list[datetime]:
+    """Local sampling times in [start, end): every SNAPSHOT_EVERY_HOURS hours and each check hour."""
+    from datetime import timedelta
+
+    hours = set(range(0, 24, SNAPSHOT_EVERY_HOURS)) | set(check_hours)
+    t, out = start.replace(minute=0, second=0, microsecond=0), []
+    while t < end:
+        if t.astimezone(tz).hour in hours:
+            out.append(t + timedelta(minutes=1))
+        t += timedelta(hours=1)
+    return out
+
+
+def sample_snapshots(wd: Workdir, base_url: str, times: list[datetime], feeds=DEMO_SNAPSHOT_FEEDS) -> dict:
+    """Land every status feed of the registry at each of `times`, the simulator's clock frozen there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mobility.pipeline import INGEST_STEPS
+
+    registry = load_registry()
+    pairs = [(p.id, f.feed) for kind in feeds for p, f in registry.feeds(kind)]
+    outcomes: dict[str, int] = {}
+    failed: list[str] = []
+    try:
+        with ThreadPoolExecutor(len(pairs) or 1) as pool:
+            for at in times:
+                httpx.put(f"{base_url}/_sim/clock", json={"now": at.isoformat()}, timeout=10).raise_for_status()
+                jobs = [pool.submit(INGEST_STEPS[feed], wd, pid, feed, at, registry=registry, now=at)
+                        for pid, feed in pairs]
+                for (pid, feed), job in zip(pairs, jobs):
+                    try:
+                        outcome = job.result()["outcome"]
+                    except Exception as exc:  # noqa: BLE001 - reported with the rest, never swallowed
+                        outcome = "error"
+                        failed.append(f"{pid} {feed} {at:%Y-%m-%dT%H:%M}: {exc}")
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    finally:
+        httpx.put(f"{base_url}/_sim/clock", json={"now": None}, timeout=10)
+    return {"feeds": list(feeds), "snapshots": len(times), "outcomes": outcomes, "failed": failed}
 
 
 @contextmanager
@@ -116,8 +166,17 @@ def run_demo(
     console.log("starting the partner simulator")
     with simulator_process(wd, seed=seed, scale=scale) as base_url:
         os.environ["MOBILITY_PARTNER_BASE_URL"] = base_url
-        console.log(f"pulling MDS trips hour by hour from {base_url}")
-        ingest = ingest_range(wd, start, end, feed="mds_trips", progress=progress)
+        feeds = {}
+        for feed in DEMO_FEEDS:
+            console.log(f"pulling {feed} hour by hour from {base_url}")
+            feeds[feed] = ingest_range(wd, start, end, feed=feed, progress=progress)
+        registry = load_registry()
+        tz = ZoneInfo(registry.consortium.timezone)
+        times = snapshot_times(start, end, tz, registry.consortium.compliance.local_hours)
+        console.log(f"snapshotting {', '.join(DEMO_SNAPSHOT_FEEDS)} at {len(times)} times of the period")
+        with console.status("sampling vehicle and station status"):
+            feeds["snapshots"] = sample_snapshots(wd, base_url, times)
+    ingest = feeds.pop("mds_trips")
     console.log("dbt build, publish gate, publish")
     with console.status("building the warehouse"):
         build = build_and_publish(wd)
@@ -129,11 +188,12 @@ def run_demo(
             rel = con.sql(EXAMPLE_QUERY)
             answer = {"columns": rel.columns, "rows": rel.fetchall()}
     return {
-        "ok": build["ok"] and not ingest["failed"],
+        "ok": build["ok"] and not ingest["failed"] and not any(f["failed"] for f in feeds.values()),
         "workdir": str(wd.root),
         "period": [start.isoformat(), end.isoformat()],
         "city": city,
         "ingest": ingest,
+        "other_feeds": feeds,
         "build": build,
         "published": str(wd.published_db),
         "example_query": EXAMPLE_QUERY,

@@ -27,7 +27,7 @@ START_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
 WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the warehouse file
 
 # Feed kinds whose ingest step exists (mobility.pipeline.INGEST_STEPS); others get no DAG.
-SUPPORTED_FEEDS = ("mds_trips", "gbfs", "gtfs_schedule", "ridehail_trips", "bikeshare_trips")
+SUPPORTED_FEEDS = ("mds_trips", "mds_events", "mds_vehicle_status", "gbfs", "gtfs_schedule", "ridehail_trips", "bikeshare_trips")
 # Feeds the dbt project models today: only their batches trigger a warehouse build (a GBFS
 # snapshot every five minutes must not rebuild the warehouse until dbt reads GBFS).
 WAREHOUSE_INPUTS = ("mds_trips",)

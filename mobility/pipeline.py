@@ -80,10 +80,34 @@ def ingest_mds_hour(
             except (Transient, FeedError) as exc:
                 record_fetch_error(workdir, partner=partner, feed=feed, contract=contract, window=window, error=str(exc))
                 raise
-    return land_batch(
+    manifest = land_batch(
         workdir, partner=partner, feed=feed, contract=contract, window=window,
         raw=fetched.content, source=fetched.url,
     )
+    if feed_kind == "mds_events" and manifest["outcome"] in ("accepted", "partial"):
+        manifest = _flag_transitions(workdir, partner, feed, contract, window, manifest, fetched.content)
+    return manifest
+
+
+def _flag_transitions(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window,
+                      manifest: dict, raw: bytes) -> dict:
+    """Out-of-order state transitions are flagged in the manifest, never rejected (MDS events
+    may arrive late); the manifest is rewritten atomically with the count and examples."""
+    from ingest.landing import Lake
+    from ingest.payloads import parse_records
+    from ingest.transitions import out_of_order_transitions
+
+    flagged = out_of_order_transitions(r for r in parse_records(contract, raw) if isinstance(r, dict))
+    manifest["out_of_order_transitions"] = len(flagged)
+    if flagged:
+        manifest["warnings"] = [*manifest["warnings"],
+                                f"{len(flagged)} event(s) do not follow the device's last known state "
+                                f"(flagged, not rejected); e.g. {'; '.join(flagged[:3])}"]
+        log.warning("%s: %s", manifest["batch_id"], manifest["warnings"][-1])
+    path = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part).manifest(
+        window, manifest["raw_sha256"])
+    atomic_write(path, json.dumps(manifest, indent=2).encode())
+    return manifest
 
 
 WINDOW_OF_SCHEDULE = {"every_5_minutes": timedelta(minutes=5), "hourly": timedelta(hours=1), "daily": timedelta(days=1)}
@@ -148,18 +172,32 @@ def _token(feed: Feed) -> str | None:
     return get_secret(feed.credential) if feed.credential else None
 
 
+def _snapshot_too_late(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window,
+                       now: datetime | None) -> dict | None:
+    """A snapshot is taken now: the window must be the current one (or the one just ended).
+
+    `now` is the partner's present; only a replay against the simulator's frozen clock (the demo)
+    passes it, so that a past window is filled with the snapshot the partner served at that time.
+    """
+    now = now or datetime.now(timezone.utc)
+    if window.start <= now <= window.end + max(window.end - window.start, SNAPSHOT_GRACE):
+        return None
+    return record_fetch_error(
+        workdir, partner=partner, feed=feed, contract=contract, window=window, outcome="no_data",
+        error=f"a {feed.protocol.upper()} snapshot shows the present; window {window.label} cannot be filled "
+              f"at {now:%Y-%m-%dT%H:%M}Z",
+    )
+
+
 def ingest_gbfs_snapshot(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,
-                         registry: Registry | None = None) -> dict:
+                         registry: Registry | None = None, now: datetime | None = None) -> dict:
     """Snapshot a partner's GBFS feed into the run's window: each table of its contract is the
     GBFS file of the same name (`gbfs_feed`), found through gbfs.json and landed as a batch."""
     partner, feed, contract = _feed_of(registry, partner_id, feed_kind)
     window = window_for(feed.schedule, window_start)
-    now = datetime.now(timezone.utc)  # a snapshot is taken now: the window must be the current one
-    if not window.start <= now <= window.end + max(window.end - window.start, SNAPSHOT_GRACE):
-        return record_fetch_error(
-            workdir, partner=partner, feed=feed, contract=contract, window=window, outcome="no_data",
-            error=f"a GBFS snapshot shows the present; window {window.label} cannot be filled at {now:%Y-%m-%dT%H:%M}Z",
-        )
+    late = _snapshot_too_late(workdir, partner, feed, contract, window, now)
+    if late:
+        return late
     settings = GbfsSettings(discovery_url=feed.endpoint_url(), version=feed.version or "3.0", token=_token(feed))
     manifests = []
     with GbfsClient(settings) as client:
@@ -171,6 +209,41 @@ def ingest_gbfs_snapshot(workdir: Workdir, partner_id: str, feed_kind: str, wind
             manifests.append(land_batch(workdir, partner=partner, feed=feed, contract=table, window=window,
                                         raw=fetched.content, source=fetched.url))
     return _summary(manifests)
+
+
+def ingest_mds_vehicle_status(workdir: Workdir, partner_id: str, feed_kind: str, window_start: datetime, *,
+                              registry: Registry | None = None, now: datetime | None = None) -> dict:
+    """Snapshot a partner's MDS /vehicles/status into the run's window, following every JSON:API
+    page. The pages are one snapshot, so they land as one batch: a document holding every record
+    under `vehicles_status` and, under `pages`, each page's URL and the SHA-256 of its exact bytes."""
+    partner, feed, contract = _feed_of(registry, partner_id, feed_kind)
+    window = window_for(feed.schedule, window_start)
+    late = _snapshot_too_late(workdir, partner, feed, contract, window, now)
+    if late:
+        return late
+    settings = MdsSettings(base_url=feed.endpoint_url(), token=get_secret(feed.credential))
+    with MdsClient(settings) as client:
+        try:
+            pages = client.vehicle_status_pages()
+        except FeedError as exc:
+            return _fetch_failed(workdir, partner, feed, contract, window, exc)
+    records, provenance, head = [], [], {}
+    for page in pages:
+        try:
+            body = json.loads(page.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get(contract.payload_key), list):
+            # land the page as sent: the contract check refuses it and the partner gets the report
+            return land_batch(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                              raw=page.content, source=page.url)
+        head = head or {k: body.get(k) for k in ("version", "last_updated", "ttl")}
+        records += body[contract.payload_key]
+        provenance.append({"url": page.url, "sha256": hashlib.sha256(page.content).hexdigest(),
+                           "records": len(body[contract.payload_key])})
+    document = {**head, "pages": provenance, contract.payload_key: records}
+    return land_batch(workdir, partner=partner, feed=feed, contract=contract, window=window,
+                      raw=json.dumps(document, separators=(",", ":")).encode(), source=pages[0].url)
 
 
 def _state_path(workdir: Workdir, partner_id: str, feed_kind: str):
@@ -277,6 +350,8 @@ def ingest_file_drop_day(workdir: Workdir, partner_id: str, feed_kind: str, wind
 # Ingest steps by feed kind; the Airflow DAGs and `mobility ingest` find them here.
 INGEST_STEPS = {
     "mds_trips": ingest_mds_hour,
+    "mds_events": ingest_mds_hour,
+    "mds_vehicle_status": ingest_mds_vehicle_status,
     "gbfs": ingest_gbfs_snapshot,
     "gtfs_schedule": ingest_gtfs_day,
     "ridehail_trips": ingest_file_drop_day,
@@ -355,14 +430,12 @@ def ingest_range(
 
 def build_warehouse(workdir: Workdir | None = None) -> dict:
     """dbt build (models and their tests) into the warehouse; the single writer."""
-    from mobility.warehouse.build import run_dbt
-
-    import json
+    from mobility.warehouse.build import consortium_vars, run_dbt
 
     wd = workdir or Workdir.resolve()
     # local days and hours follow the city's own time zone (city.json), whatever city is loaded
     timezone_name = json.loads(wd.city_meta.read_text())["timezone"]
-    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name}).summary()
+    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name, **consortium_vars()}).summary()
 
 
 def gate_marts(workdir: Workdir | None = None, *, enforce: bool = True) -> dict:

@@ -170,6 +170,42 @@ class Partner(BaseModel):
         return next((f for f in self.feeds if f.protocol == protocol), None)
 
 
+_CHECK_HOUR = re.compile(r"^([01]\d|2[0-3]):00$")
+
+
+class Compliance(BaseModel):
+    """What the city requires of its vehicle operators (checked in mart_partner_compliance)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # share of each operator's deployed fleet that must stand in equity zones (Chicago: 50 %)
+    equity_zone_required_share: float = Field(default=0.5, ge=0, le=1)
+    # local wall-clock hours at which deployment is checked
+    check_hours: list[str] = Field(default_factory=lambda: ["07:00", "12:00", "17:00"], min_length=1)
+    # partner id -> most vehicles it may deploy at once
+    fleet_caps: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("check_hours")
+    @classmethod
+    def _whole_hours(cls, v: list[str]) -> list[str]:
+        bad = [h for h in v if not _CHECK_HOUR.match(h)]
+        if bad:
+            raise ValueError(f"check hours are whole local hours 'HH:00'; got {bad}")
+        return v
+
+    @field_validator("fleet_caps")
+    @classmethod
+    def _positive_caps(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: c for k, c in v.items() if c < 1}
+        if bad:
+            raise ValueError(f"fleet caps must be at least 1; got {bad}")
+        return v
+
+    @property
+    def local_hours(self) -> list[int]:
+        return sorted({int(h[:2]) for h in self.check_hours})
+
+
 class Consortium(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -177,6 +213,7 @@ class Consortium(BaseModel):
     timezone: str = "UTC"
     k_anonymity: int = Field(default=10, ge=2)
     raw_retention_days: int = Field(default=90, ge=1)
+    compliance: Compliance = Field(default_factory=Compliance)
 
 
 class Registry(BaseModel):
@@ -191,6 +228,9 @@ class Registry(BaseModel):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"partner ids must be unique; repeated: {', '.join(dupes)}")
+        unknown = sorted(set(self.consortium.compliance.fleet_caps) - set(ids))
+        if unknown:
+            raise ValueError(f"consortium compliance fleet_caps name unknown partner(s): {', '.join(unknown)}")
         return self
 
     def partner(self, partner_id: str) -> Partner:

@@ -9,6 +9,8 @@ Checks, per published mart:
   tell from NULL, fails "not null where population > 0", the only rows where a rate must exist)
 - volume: the newest day's total trips within 0.5x..2x the median of the 7 days before it
   (`VolumeCheck`); with fewer than 3 prior days the result notes that volume was not judged
+- supply, bike-share and compliance marts (`supply_suites`): every neighborhood present for every
+  hour/day the mart covers, keys unique, counts not negative, shares within 0..1, rates finite
 - suppression applied: the frame that will be published has no count in 1..k-1, and no
   published total gives back a suppressed cell by subtraction (complementary suppression):
   from the published frames alone, a total minus its visible cells is 0 with no hidden cell, or
@@ -80,6 +82,8 @@ def residual_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
     """
     out: dict[str, pd.DataFrame] = {}
     for table, totals in COMPLEMENTARY.items():
+        if f"{table}__published" not in frames:  # frames given by a caller may hold only some marts
+            continue
         published = frames[f"{table}__published"]
         for count, spec in totals.items():
             cells = frames[f"{spec.member_table}__published"]
@@ -153,9 +157,13 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
         ),
     ]
 
+    suites.update(supply_suites(frames, neighborhood_ids))
+
     small = list(range(1, k))
     for table, rules in SUPPRESSION.items():
         name = f"{table}__published"
+        if name not in frames:  # read_frames reads every mart; a caller's frames may hold only some
+            continue
         suites[name] = [E.ExpectColumnValuesToNotBeInSet(column=c, value_set=small) for c in rules] if small else []
     for name in frames:
         if name.endswith("__residuals"):
@@ -174,6 +182,73 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
                 ),
             ]
     return suites
+
+
+def supply_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]) -> dict[str, list]:
+    """Supply, bike-share and compliance marts: every neighborhood present for every period the
+    mart covers, keys unique, no negative count, shares within 0..1 and rates finite."""
+    import great_expectations as gx
+    from great_expectations.expectations.row_conditions import Column
+
+    E = gx.expectations
+    suites: dict[str, list] = {}
+
+    def per_neighborhood(table: str, period: list[str]) -> list:
+        if table not in frames:
+            return []
+        frame = frames[table]
+        periods = len(frame[period].drop_duplicates()) if len(frame) else 0
+        checks = [
+            E.ExpectTableRowCountToEqual(value=len(neighborhood_ids) * periods),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["neighborhood_id", *period]),
+        ]
+        if len(frame):
+            checks.append(E.ExpectColumnDistinctValuesToEqualSet(column="neighborhood_id", value_set=neighborhood_ids))
+        return checks
+
+    def counts(*columns: str) -> list:
+        return [e for c in columns for e in (E.ExpectColumnValuesToNotBeNull(column=c),
+                                             E.ExpectColumnValuesToBeBetween(column=c, min_value=0))]
+
+    def rates(*columns: str, max_value: float = MAX_RATE) -> list:
+        return [E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=max_value) for c in columns]
+
+    def where_residents(column: str) -> list:
+        return [E.ExpectColumnValuesToNotBeNull(column=column, row_condition=Column("population") > 0)]
+
+    hourly = ["local_date", "local_hour", "mode"]
+    present = set(frames)
+    suites["mart_vehicle_availability"] = [
+        *per_neighborhood("mart_vehicle_availability", hourly),
+        *counts("avg_available_vehicles"), *rates("avg_available_vehicles", "available_per_1000_residents"),
+        *where_residents("available_per_1000_residents"),
+    ]
+    suites["mart_vehicle_coverage"] = [
+        *per_neighborhood("mart_vehicle_coverage", hourly),
+        *counts("residents_covered"), *rates("share_residents_covered", max_value=1),
+        *where_residents("share_residents_covered"),
+    ]
+    suites["mart_bikeshare_docks"] = [
+        *per_neighborhood("mart_bikeshare_docks", ["local_date"]),
+        *counts("stations", "docks", "trips_started"), *rates("docks_per_1000_residents", "trips_per_dock"),
+        *where_residents("docks_per_1000_residents"),
+    ]
+    suites["mart_bikeshare_docks_by_quintile"] = [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["income_quintile", "local_date"]),
+        *counts("stations", "docks", "trips_started"), *rates("docks_per_1000_residents", "trips_per_dock"),
+    ]
+    suites["mart_bikeshare_pass_mix"] = [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["income_quintile", "local_date", "pass_type"]),
+        *counts("trips_started"),
+    ]
+    suites["mart_partner_compliance"] = [
+        E.ExpectCompoundColumnsToBeUnique(column_list=["partner_id", "local_date", "check_hour"]),
+        *counts("deployed_vehicles", "deployed_in_city", "deployed_in_equity_zones"),
+        *rates("equity_zone_share", "required_equity_zone_share", "timeliness_share", "completeness_share",
+               max_value=1),
+        E.ExpectColumnValuesToNotBeNull(column="equity_zone_share", row_condition=Column("deployed_in_city") > 0),
+    ]
+    return {name: checks for name, checks in suites.items() if name in present}
 
 
 def _days_in_range(dates: pd.Series) -> int:

@@ -173,3 +173,29 @@ def _failure_message(result: DbtResult) -> str:
         return "\n".join(lines)
     # no node results: dbt stopped before running anything (parse/compile/profile error)
     return f"dbt exited with code {result.returncode} before running nodes:\n{result.output_tail}"
+
+
+# Registry kinds whose free-floating vehicles the supply models count, and the mode they count as.
+MODE_OF_KIND = {"scooter_operator": "scooter", "bikeshare_operator": "bikeshare"}
+
+
+def consortium_vars(registry=None) -> dict:
+    """The dbt vars that come from the registry and the contracts: each partner's vehicle mode,
+    the compliance rules (partners.yaml consortium section) and each contract's latency SLA."""
+    from ingest.contracts import available, load_contract
+    from mobility.registry import load_registry
+
+    registry = registry or load_registry()
+    rules = registry.consortium.compliance
+    latency = {}
+    for contract_id, versions in available().items():
+        hours = load_contract(f"{contract_id}@{versions[-1]}").sla_latency_hours()
+        if hours is not None:
+            latency[contract_id] = hours
+    return {
+        "partner_modes": {p.id: MODE_OF_KIND[p.kind] for p in registry.partners if p.kind in MODE_OF_KIND},
+        "equity_zone_required_share": rules.equity_zone_required_share,
+        "compliance_local_hours": rules.local_hours,
+        "fleet_caps": dict(rules.fleet_caps),
+        "contract_latency_hours": latency,
+    }

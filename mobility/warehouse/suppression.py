@@ -61,6 +61,16 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
         "equity_zone_trips_started": ("equity_zone_trips_per_1000_residents", "equity_ratio"),
         "other_trips_started": ("other_trips_per_1000_residents", "equity_ratio"),
     },
+    # supply: counts of vehicles, docks and residents covered (from the census population), not
+    # of people travelling; nothing to suppress
+    "mart_vehicle_availability": {},
+    "mart_vehicle_coverage": {},
+    # compliance: vehicles and batches of each operator (published by design, as Chicago does)
+    "mart_partner_compliance": {},
+    # bike-share trips are people travelling
+    "mart_bikeshare_docks": {"trips_started": ("trips_per_dock",)},
+    "mart_bikeshare_docks_by_quintile": {"trips_started": ("trips_per_dock",)},
+    "mart_bikeshare_pass_mix": {"trips_started": ()},
 }
 
 # published table -> {count column: the published cells it totals}
@@ -75,6 +85,13 @@ COMPLEMENTARY: dict[str, dict[str, TotalOf]] = {
             member_table="mart_trips_per_neighborhood_day", member_count="trips_started",
             keys=("trip_date", "mode"), cell_keys=("neighborhood_id",),
             flag_column="equity_zone", flag_value=False,
+        ),
+    },
+    # a quintile's trips are the total of its neighborhoods' cells
+    "mart_bikeshare_docks_by_quintile": {
+        "trips_started": TotalOf(
+            member_table="mart_bikeshare_docks", member_count="trips_started",
+            keys=("income_quintile", "local_date"), cell_keys=("neighborhood_id",),
         ),
     },
 }
