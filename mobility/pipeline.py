@@ -221,7 +221,7 @@ def ingest_mds_vehicle_status(workdir: Workdir, partner_id: str, feed_kind: str,
     late = _snapshot_too_late(workdir, partner, feed, contract, window, now)
     if late:
         return late
-    settings = MdsSettings(base_url=feed.endpoint_url(), token=get_secret(feed.credential))
+    settings = mds_settings(feed)
     with MdsClient(settings) as client:
         try:
             pages = client.vehicle_status_pages()
