@@ -17,7 +17,7 @@ from mobility.gates.publish_gate import (
     run_publish_gate,
 )
 from mobility.settings import Workdir
-from mobility.warehouse.suppression import SUPPRESSION, suppressed_select
+from mobility.warehouse.suppression import suppressed_select
 
 K = 10
 
@@ -146,7 +146,7 @@ MART_CELLS = {
 def mart_frames() -> tuple[dict[str, pd.DataFrame], list[int]]:
     con = mart_connection(MART_CELLS)
     frames: dict[str, pd.DataFrame] = {}
-    for table in SUPPRESSION:
+    for table in (NEIGHBORHOOD_DAY, EQUITY_DAILY):  # the marts mart_connection holds
         frames[table] = con.execute(f'select * from "{table}"').df()
         columns = list(frames[table].columns)
         frames[f"{table}__published"] = con.execute(suppressed_select(table, columns, K)).df()
@@ -239,7 +239,7 @@ def _volume_frames(last_day_per_cell: int, days: int = 10) -> tuple[dict[str, pd
         cells[(1, f"2026-07-{days:02d}", "scooter")] = last_day_per_cell * len(MART_NEIGHBORHOODS)
     con = mart_connection(cells)
     frames: dict[str, pd.DataFrame] = {}
-    for table in SUPPRESSION:
+    for table in (NEIGHBORHOOD_DAY, EQUITY_DAILY):  # the marts mart_connection holds
         frames[table] = con.execute(f'select * from "{table}"').df()
         frames[f"{table}__published"] = con.execute(suppressed_select(table, list(frames[table].columns), K)).df()
     con.close()

@@ -61,6 +61,16 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
         "equity_zone_trips_started": ("equity_zone_trips_per_1000_residents", "equity_ratio"),
         "other_trips_started": ("other_trips_per_1000_residents", "equity_ratio"),
     },
+    # scheduled service and residents (public figures): no person counts
+    "mart_transit_service": {},
+    "mart_equity_transit_daily": {},
+    # the share is derived from both trip counts: a small count hides it
+    "mart_first_last_mile": {
+        "micromobility_trips": ("first_last_mile_share",),
+        "first_last_mile_trips": ("first_last_mile_share",),
+        "trips_starting_near_frequent_stop": (),
+        "trips_ending_near_frequent_stop": (),
+    },
 }
 
 # published table -> {count column: the published cells it totals}
