@@ -57,10 +57,13 @@ def truth(demo):
 def test_demo_runs_clean(demo):
     wd, result = demo
     assert result["ok"], result
-    ingest = result["ingest"]
+    assert not result["ingest"]["failed"]
+    ingest = result["ingest"]["feeds"]["mds_trips"]
     assert ingest["partners"] == ["scootco", "zoomride"]
     assert ingest["batches"] == 2 * 48 and not ingest["failed"]
     assert ingest["rows_rejected"] == 0 and ingest["rows_accepted"] > 1000
+    gtfs = result["ingest"]["feeds"]["gtfs_schedule"]  # daily: pulled once
+    assert gtfs["partners"] == ["metro"] and gtfs["batches"] == 1 and gtfs["outcomes"] == {"accepted": 1}
     assert result["build"]["gate"]["success"] is True
     assert not os.stat(wd.published_db).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert result["example_answer"]["rows"], "the example query returned nothing"

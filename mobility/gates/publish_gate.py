@@ -4,7 +4,9 @@ GX validates pandas frames read with DuckDB, not SQL: through SQLAlchemy + duckd
 GX 1.24 gets empty query results and every expectation errors (see DESIGN.md).
 
 Checks, per published mart:
-- every neighborhood present for every day (row count = neighborhoods x days x modes, key unique)
+- every neighborhood present for every day (row count = neighborhoods x days x modes, key unique;
+  transit marts: x hours, and one row per day for the equity figure)
+- shares (transit coverage, first/last mile) between 0 and 1
 - no negative counts or rates; rates finite (inf fails the range check; NaN, which pandas cannot
   tell from NULL, fails "not null where population > 0", the only rows where a rate must exist)
 - volume: the newest day's total trips within 0.5x..2x the median of the 7 days before it
@@ -53,6 +55,9 @@ MAX_RATE = 1e9  # finite upper bound: anything above is a bug, and inf fails it
 
 NEIGHBORHOOD_DAY = "mart_trips_per_neighborhood_day"
 EQUITY_DAILY = "mart_equity_trips_daily"
+TRANSIT_SERVICE = "mart_transit_service"
+EQUITY_TRANSIT = "mart_equity_transit_daily"
+FIRST_LAST_MILE = "mart_first_last_mile"
 
 
 # ---------------------------------------------------------------------------- frames to validate
@@ -158,12 +163,13 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
     ]
 
     suites.update(supply_suites(frames, neighborhood_ids))
+    suites.update(transit_suites(frames, neighborhood_ids))
 
     small = list(range(1, k))
     for table, rules in SUPPRESSION.items():
         name = f"{table}__published"
-        if name not in frames:  # read_frames reads every mart; a caller's frames may hold only some
-            continue
+        if table not in frames and name not in frames:
+            continue  # frames handed in for other marts (read_frames always reads every declared mart)
         suites[name] = [E.ExpectColumnValuesToNotBeInSet(column=c, value_set=small) for c in rules] if small else []
     for name in frames:
         if name.endswith("__residuals"):
@@ -249,6 +255,67 @@ def supply_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int
         E.ExpectColumnValuesToNotBeNull(column="equity_zone_share", row_condition=Column("deployed_in_city") > 0),
     ]
     return {name: checks for name, checks in suites.items() if name in present}
+
+
+def transit_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]) -> dict[str, list]:
+    """Transit marts: every neighborhood for every day (and hour) of their period, no negatives,
+    shares in [0, 1], ratios finite. Frames handed in without them (tests of the trip marts) skip them;
+    read_frames always reads every declared mart, so a missing table fails the gate there."""
+    import great_expectations as gx
+    from great_expectations.expectations.row_conditions import Column
+
+    E = gx.expectations
+    suites: dict[str, list] = {}
+    if TRANSIT_SERVICE in frames:
+        ts = frames[TRANSIT_SERVICE]
+        n_days = _days_in_range(ts["local_date"]) if len(ts) else 0
+        suites[TRANSIT_SERVICE] = [
+            E.ExpectTableRowCountToEqual(value=len(neighborhood_ids) * n_days * 24),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["neighborhood_id", "local_date", "local_hour"]),
+            E.ExpectColumnValuesToBeBetween(column="local_hour", min_value=0, max_value=23),
+            *([E.ExpectColumnDistinctValuesToEqualSet(column="neighborhood_id", value_set=neighborhood_ids)]
+              if len(ts) else []),
+            *[E.ExpectColumnValuesToNotBeNull(column=c)
+              for c in ("stops", "departures", "frequent_stops", "residents_near_frequent_service")],
+            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=MAX_RATE)
+              for c in ("stops", "departures", "frequent_stops", "residents_near_frequent_service")],
+            E.ExpectColumnValuesToBeBetween(column="share_near_frequent_service", min_value=0, max_value=1),
+            E.ExpectColumnValuesToNotBeNull(
+                column="share_near_frequent_service", row_condition=Column("population") > 0
+            ),
+        ]
+        if EQUITY_TRANSIT in frames:
+            suites[EQUITY_TRANSIT] = [
+                E.ExpectTableRowCountToEqual(value=n_days),
+                E.ExpectColumnValuesToBeUnique(column="local_date"),
+                *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+                  for c in ("equity_zone_share_near_frequent_service", "other_share_near_frequent_service")],
+                *[E.ExpectColumnValuesToNotBeNull(column=share, row_condition=Column(pop) > 0)
+                  for share, pop in (("equity_zone_share_near_frequent_service", "equity_zone_population"),
+                                     ("other_share_near_frequent_service", "other_population"))],
+                E.ExpectColumnValuesToBeBetween(column="equity_ratio", min_value=0, max_value=MAX_RATE),
+                E.ExpectColumnValuesToNotBeNull(
+                    column="equity_ratio", row_condition=Column("other_share_near_frequent_service") > 0
+                ),
+            ]
+    if FIRST_LAST_MILE in frames:
+        flm = frames[FIRST_LAST_MILE]
+        n_days = _days_in_range(flm["trip_date"]) if len(flm) else 0
+        counts = ("micromobility_trips", "trips_starting_near_frequent_stop", "trips_ending_near_frequent_stop",
+                  "first_last_mile_trips")
+        suites[FIRST_LAST_MILE] = [
+            E.ExpectTableRowCountToEqual(value=len(neighborhood_ids) * n_days),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["neighborhood_id", "trip_date"]),
+            *([E.ExpectColumnDistinctValuesToEqualSet(column="neighborhood_id", value_set=neighborhood_ids)]
+              if len(flm) else []),
+            *[E.ExpectColumnValuesToNotBeNull(column=c) for c in counts],
+            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=MAX_RATE) for c in counts],
+            E.ExpectColumnValuesToBeBetween(column="first_last_mile_share", min_value=0, max_value=1),
+            E.ExpectColumnValuesToNotBeNull(
+                column="first_last_mile_share", row_condition=Column("micromobility_trips") > 0
+            ),
+        ]
+    return suites
 
 
 def _days_in_range(dates: pd.Series) -> int:

@@ -71,6 +71,16 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
     "mart_bikeshare_docks": {"trips_started": ("trips_per_dock",)},
     "mart_bikeshare_docks_by_quintile": {"trips_started": ("trips_per_dock",)},
     "mart_bikeshare_pass_mix": {"trips_started": ()},
+    # scheduled service and residents (public figures): no person counts
+    "mart_transit_service": {},
+    "mart_equity_transit_daily": {},
+    # the share is derived from both trip counts: a small count hides it
+    "mart_first_last_mile": {
+        "micromobility_trips": ("first_last_mile_share",),
+        "first_last_mile_trips": ("first_last_mile_share",),
+        "trips_starting_near_frequent_stop": (),
+        "trips_ending_near_frequent_stop": (),
+    },
 }
 
 # published table -> {count column: the published cells it totals}

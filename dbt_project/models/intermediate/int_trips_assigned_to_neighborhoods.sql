@@ -35,6 +35,10 @@ assigned as (
         trips.end_at,
         trips.duration_s,
         trips.distance_m,
+        trips.start_lat,
+        trips.start_lon,
+        trips.end_lat,
+        trips.end_lon,
         start_assignments.neighborhood_id as start_neighborhood_id,
         end_assignments.neighborhood_id as end_neighborhood_id,
         -- timezone(zone, timestamptz) gives the wall-clock time there, whatever the session zone
