@@ -17,7 +17,7 @@ SEED, NEIGHBORHOODS, SCALE = 5, 60, 0.3
 START = datetime(2026, 11, 2, 12, tzinfo=timezone.utc)
 END = START + timedelta(hours=6)
 MDS_OPERATORS = ("scootco", "zoomride")
-TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_TOKEN": "zoom-secret", "MOBILITY_PSEUDONYM_KEY": "k"}
+TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_CLIENT_SECRET": "zoom-secret", "MOBILITY_PSEUDONYM_KEY": "k"}
 
 _built: dict[str, Workdir] = {}
 
