@@ -1,7 +1,8 @@
 """`mobility demo`: the whole consortium on a laptop, on embedded defaults.
 
 It generates the city, starts the partner simulator as a child process, pulls every hour of the
-simulated period from each scooter operator under contract, builds the warehouse with dbt, gates
+simulated period from each scooter operator under contract, has the bike-share and ride-hail
+partners drop their daily trip files and picks them up, builds the warehouse with dbt, gates
 the marts with Great Expectations, publishes the read-only analyst warehouse, and stops the
 simulator again.
 """
@@ -27,13 +28,18 @@ from mobility.settings import PROJECT_ROOT, Workdir
 
 log = logging.getLogger(__name__)
 
+# feeds the demo lands, in order; file-drop feeds get the simulator's daily files first
+DEMO_FEEDS = ("mds_trips", "bikeshare_trips", "ridehail_trips")
+FILE_DROP_FEEDS = {"bikeshare_trips", "ridehail_trips"}
+
 EXAMPLE_QUERY = """
 select trip_date,
+       mode,
        round(equity_zone_trips_per_1000_residents, 2) as equity_zones,
        round(other_trips_per_1000_residents, 2)       as rest_of_city,
        round(equity_ratio, 2)                         as ratio
 from mart_equity_trips_daily
-order by trip_date
+order by trip_date, mode
 """.strip()
 
 
@@ -104,7 +110,8 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     from mobility.city.generate import generate_city
-    from mobility.pipeline import build_and_publish, ingest_range
+    from mobility.pipeline import build_and_publish, ingest_range, windows
+    from mobility.simulator.drops import drop_files
 
     from rich.console import Console
 
@@ -116,8 +123,16 @@ def run_demo(
     console.log("starting the partner simulator")
     with simulator_process(wd, seed=seed, scale=scale) as base_url:
         os.environ["MOBILITY_PARTNER_BASE_URL"] = base_url
-        console.log(f"pulling MDS trips hour by hour from {base_url}")
-        ingest = ingest_range(wd, start, end, feed="mds_trips", progress=progress)
+        feeds = {}
+        for feed in DEMO_FEEDS:
+            if feed in FILE_DROP_FEEDS:
+                console.log(f"partners drop their daily {feed} files; picking them up")
+                for window in windows(start, end, "daily"):
+                    drop_files(wd, window.start.date(), seed=seed, scale=scale)
+            else:
+                console.log(f"pulling {feed} hour by hour from {base_url}")
+            feeds[feed] = ingest_range(wd, start, end, feed=feed, progress=progress)
+        ingest = feeds["mds_trips"]
     console.log("dbt build, publish gate, publish")
     with console.status("building the warehouse"):
         build = build_and_publish(wd)
@@ -129,11 +144,12 @@ def run_demo(
             rel = con.sql(EXAMPLE_QUERY)
             answer = {"columns": rel.columns, "rows": rel.fetchall()}
     return {
-        "ok": build["ok"] and not ingest["failed"],
+        "ok": build["ok"] and not any(f["failed"] for f in feeds.values()),
         "workdir": str(wd.root),
         "period": [start.isoformat(), end.isoformat()],
         "city": city,
         "ingest": ingest,
+        "feeds": feeds,
         "build": build,
         "published": str(wd.published_db),
         "example_query": EXAMPLE_QUERY,
