@@ -62,7 +62,9 @@ def test_warehouse_dag_is_scheduled_on_the_ingest_assets_with_one_writer(dagbag)
         o.uri for d in dagbag.dag_ids if d.startswith("ingest__") and d.split("__")[2] in WAREHOUSE_INPUTS
         for t in dagbag.dags[d].tasks for o in t.outlets
     }
-    assert len(ingest_assets) == 2
+    from mobility.registry import load_registry
+
+    assert len(ingest_assets) == len([f for _, f in load_registry().feeds() if f.feed in WAREHOUSE_INPUTS]) >= 2
     condition = dag.timetable.asset_condition
     assert type(condition).__name__ == "AssetAny"  # any partner's new batch triggers a build
     assert {a.uri for a in condition.objects} == ingest_assets
