@@ -12,8 +12,9 @@
     pre_hook="{% if is_incremental() %}delete from {{ this }} where batch_id not in (select batch_id from {{ ref('int_trip_batches_current') }}){% endif %}"
 ) }}
 
-{#- The new batches are looked up first and inlined as constants, so that the filter reaches the
-    Parquet scans (whole files are skipped) instead of joining after reading every batch. -#}
+{#- The new batches are looked up first and inlined as constants: the filter then reaches the
+    Parquet scans, which skip every other batch's row groups from their statistics, instead of a
+    join after reading every batch of the lake. -#}
 {%- set new_batch_ids = [] -%}
 {%- if execute and is_incremental() -%}
     {%- set found = run_query(
@@ -21,12 +22,15 @@
         ~ " where batch_id not in (select batch_id from " ~ this ~ ") order by batch_id"
     ) -%}
     {%- set new_batch_ids = found.columns[0].values() -%}
-{%- endif %}
+{%- endif -%}
+{%- set new_batches -%}
+    ({% for b in new_batch_ids %}'{{ b | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor %})
+{%- endset %}
 
 with batches as (
     select * from {{ ref('int_trip_batches_current') }}
     {%- if is_incremental() %}
-    where batch_id in ({% for b in new_batch_ids %}'{{ b | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor %})
+    where batch_id in {{ new_batches }}
     {%- endif %}
 ),
 
@@ -35,7 +39,7 @@ trips as (
     from {{ ref('int_trips_unified') }} as unified
     inner join batches on unified.batch_id = batches.batch_id
     {%- if is_incremental() %}
-    where unified.batch_id in ({% for b in new_batch_ids %}'{{ b | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor %})
+    where unified.batch_id in {{ new_batches }}
     {%- endif %}
 ),
 
