@@ -2,7 +2,8 @@
 
 It generates the city, starts the partner simulator as a child process, pulls every hour of the
 simulated period from each scooter operator under contract (MDS trips and events) and the
-transit agency's GTFS feed once (it is daily and changes rarely), replays the vehicle and station
+transit agency's GTFS feed once (it is daily and changes rarely), has the bike-share and
+ride-hail partners drop their daily trip files and picks them up, replays the vehicle and station
 status snapshots at sampled times of the period, builds the warehouse with dbt, gates
 the marts with Great Expectations, publishes the read-only analyst warehouse, and stops the
 simulator again.
@@ -37,11 +38,12 @@ SNAPSHOT_EVERY_HOURS = 3  # plus the compliance check hours (partners.yaml), at 
 
 EXAMPLE_QUERY = """
 select trip_date,
+       mode,
        round(equity_zone_trips_per_1000_residents, 2) as equity_zones,
        round(other_trips_per_1000_residents, 2)       as rest_of_city,
        round(equity_ratio, 2)                         as ratio
 from mart_equity_trips_daily
-order by trip_date
+order by trip_date, mode
 """.strip()
 
 
@@ -151,8 +153,11 @@ def simulator_process(wd: Workdir, *, seed: int, scale: float, port: int | None 
 DEMO_FEEDS: tuple[tuple[str, bool], ...] = (
     ("mds_trips", False),
     ("mds_events", False),
+    ("bikeshare_trips", False),
+    ("ridehail_trips", False),
     ("gtfs_schedule", True),
 )
+FILE_DROP_FEEDS = {"bikeshare_trips", "ridehail_trips"}  # the simulator writes their daily files first
 
 
 def _merge_ingests(ingests: dict[str, dict]) -> dict:
@@ -183,7 +188,8 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     from mobility.city.generate import generate_city
-    from mobility.pipeline import build_and_publish, ingest_range
+    from mobility.pipeline import build_and_publish, ingest_range, windows
+    from mobility.simulator.drops import drop_files
 
     from rich.console import Console
 
@@ -197,7 +203,12 @@ def run_demo(
         os.environ["MOBILITY_PARTNER_BASE_URL"] = base_url
         ingests = {}
         for feed, first_window_only in DEMO_FEEDS:
-            console.log(f"pulling {feed} from {base_url}")
+            if feed in FILE_DROP_FEEDS:
+                console.log(f"partners drop their daily {feed} files; picking them up")
+                for window in windows(start, end, "daily"):
+                    drop_files(wd, window.start.date(), seed=seed, scale=scale)
+            else:
+                console.log(f"pulling {feed} from {base_url}")
             # a daily feed that changes rarely (GTFS) is pulled once, for the first day
             feed_end = min(end, start + timedelta(seconds=1)) if first_window_only else end
             ingests[feed] = ingest_range(wd, start, feed_end, feed=feed, progress=progress)

@@ -30,7 +30,7 @@ WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the wareho
 SUPPORTED_FEEDS = ("mds_trips", "mds_events", "mds_vehicle_status", "gbfs", "gtfs_schedule", "ridehail_trips", "bikeshare_trips")
 # Feeds the dbt project models today: only their batches trigger a warehouse build (a GBFS
 # snapshot every five minutes must not rebuild the warehouse until dbt reads GBFS).
-WAREHOUSE_INPUTS = ("mds_trips", "gtfs_schedule")
+WAREHOUSE_INPUTS = ("mds_trips", "ridehail_trips", "bikeshare_trips", "gtfs_schedule")
 
 def _alert(context) -> None:
     """on_failure_callback: alert the office (webhook from the environment) with the reason."""

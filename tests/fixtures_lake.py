@@ -221,6 +221,34 @@ def mart_connection(cells: dict[tuple[int, str, str], int], neighborhoods=MART_N
             round(eq_rate / nullif(other_rate, 0), 4) as equity_ratio
         from r"""
     )
+    # the finer marts the day mart totals, shaped as dbt builds them: every trip of a cell starts
+    # and ends at local noon and returns to its own neighborhood, so they add up to the day cells
+    con.execute(
+        """create table mart_trips_per_neighborhood_mode_hour as
+        select neighborhood_id, 'N' || neighborhood_id as neighborhood_name, trip_date,
+            cast(h as tinyint) as local_hour, mode,
+            case when h = 12 then trips_started else 0 end as trips_started,
+            case when h = 12 then trips_started else 0 end as trips_ended, population,
+            round(case when h = 12 then trips_started else 0 end * 1000.0 / nullif(population, 0), 4)
+                as trips_started_per_1000_residents,
+            round(case when h = 12 then trips_started else 0 end * 1000.0 / nullif(population, 0), 4)
+                as trips_ended_per_1000_residents,
+            1 as income_quintile, equity_zone
+        from cells, range(0, 24) as t(h)"""
+    )
+    con.execute(
+        """create table mart_od_flows as
+        select neighborhood_id as origin_neighborhood_id, 'N' || neighborhood_id as origin_neighborhood_name,
+            neighborhood_id as destination_neighborhood_id, 'N' || neighborhood_id as destination_neighborhood_name,
+            trip_date, mode, trips_started as trips
+        from cells where trips_started > 0"""
+    )
+    con.execute(
+        """create table mart_feed_health (partner_id varchar, feed varchar, local_date date, batches bigint,
+            batches_received bigint, batches_accepted bigint, batches_partial bigint, batches_rejected bigint,
+            fetch_errors bigint, windows_without_data bigint, rows_received bigint, rows_accepted bigint,
+            rows_quarantined bigint, sla_hours double, max_hours_after_close double, batches_late bigint)"""
+    )
     con.execute("drop table cells")
     return con
 

@@ -72,7 +72,9 @@ def test_demo_runs_clean(demo):
 def test_mart_equals_ground_truth_exactly(demo, truth):
     wd, _ = demo
     with duckdb.connect(str(wd.warehouse), read_only=True) as con:
-        rows = con.sql("select neighborhood_id, trip_date, trips_started from mart_trips_per_neighborhood_day").fetchall()
+        rows = con.sql(
+            "select neighborhood_id, trip_date, trips_started from mart_trips_per_neighborhood_day where mode = 'scooter'"
+        ).fetchall()
         n_neighborhoods = con.sql("select count(distinct neighborhood_id) from mart_trips_per_neighborhood_day").fetchone()[0]
     mart = {(n, d): c for n, d, c in rows}
     assert n_neighborhoods == NEIGHBORHOODS  # every neighborhood present, zero or not
@@ -86,10 +88,12 @@ def test_published_counts_are_truth_or_suppressed(demo, truth):
     k = 10
     with duckdb.connect(str(wd.published_db), read_only=True) as con:
         cells = con.sql(
-            "select neighborhood_id, trip_date, equity_zone, trips_started from mart_trips_per_neighborhood_day"
+            "select neighborhood_id, trip_date, equity_zone, trips_started from mart_trips_per_neighborhood_day "
+            "where mode = 'scooter'"
         ).fetchall()
         totals = con.sql(
-            "select trip_date, equity_zone_trips_started, other_trips_started from mart_equity_trips_daily"
+            "select trip_date, equity_zone_trips_started, other_trips_started from mart_equity_trips_daily "
+            "where mode = 'scooter'"
         ).fetchall()
     hidden_by_group: Counter = Counter()
     visible_by_group: Counter = Counter()
@@ -115,7 +119,9 @@ def test_planted_equity_gap_is_visible(demo, truth):
     """Operators deploy fewer vehicles in equity zones: trips per resident there are far lower."""
     wd, _ = demo
     with duckdb.connect(str(wd.warehouse), read_only=True) as con:
-        ratios = con.sql("select trip_date, equity_ratio from mart_equity_trips_daily order by trip_date").fetchall()
+        ratios = con.sql(
+            "select trip_date, equity_ratio from mart_equity_trips_daily where mode = 'scooter' order by trip_date"
+        ).fetchall()
     # full local days only (the window starts and ends mid-day in Chicago time)
     full = [r for d, r in ratios if START.astimezone(TZ).date() < d < END.astimezone(TZ).date()]
     assert full and all(r < 0.75 for r in full), ratios
@@ -162,8 +168,9 @@ def test_airflow_dags_publish_the_same_numbers_for_one_day(tmp_path):
     demo_day = Workdir.resolve(tmp_path / "demo-day")
     assert run_demo(demo_day, start=day_start, end=day_end, seed=SEED, n_neighborhoods=NEIGHBORHOODS,
                     scale=SCALE, progress=False)["ok"]
+    # the DAG run lands MDS only; the demo also lands the daily files: compare the scooter rows
     for table in ("mart_trips_per_neighborhood_day", "mart_equity_trips_daily"):
-        query = f"select * from {table} order by all"
+        query = f"select * from {table} where mode = 'scooter' order by all"
         with duckdb.connect(str(wd.published_db), read_only=True) as con:
             via_airflow = con.sql(query).fetchall()
         with duckdb.connect(str(demo_day.published_db), read_only=True) as con:

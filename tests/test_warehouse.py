@@ -128,7 +128,8 @@ def test_publication_suppresses_small_counts_and_their_complements(lake_to_publi
     wd = lake_to_publish
     result = publish(wd, k=K)
     assert {t: result.tables[t] for t in ("mart_trips_per_neighborhood_day", "mart_equity_trips_daily")} == {
-        "mart_trips_per_neighborhood_day": len(PLANTED), "mart_equity_trips_daily": 2}
+        "mart_trips_per_neighborhood_day": len(PLANTED), "mart_equity_trips_daily": 2
+    }
     rows = _query(
         wd.published_db,
         "select neighborhood_id, strftime(trip_date, '%Y-%m-%d'), trips_started, trips_per_1000_residents "
@@ -298,7 +299,7 @@ def test_publication_holds_only_marts_and_is_read_only(lake_to_publish: Workdir)
     wd = lake_to_publish
     publish(wd, k=K)
     tables = {r[0] for r in _query(wd.published_db, "select table_name from duckdb_tables()")}
-    assert tables == set(SUPPRESSION)  # every declared mart, nothing else
+    assert tables == set(SUPPRESSION)  # every mart, each under its suppression rule, nothing else
     assert stat.S_IMODE(os.stat(wd.published_db).st_mode) == 0o444
     if os.geteuid() != 0:  # root ignores file modes
         with pytest.raises(duckdb.Error):

@@ -2,7 +2,7 @@
 {% macro mds_vehicle_mode(column) %}
     case
         when {{ column }} in ('scooter', 'scooter_standing', 'scooter_seated') then 'scooter'
-        when {{ column }} in ('bicycle', 'cargo_bicycle') then 'bike'
+        when {{ column }} in ('bicycle', 'cargo_bicycle') then 'bicycle'
         when {{ column }} = 'moped' then 'moped'
         else 'other'
     end

@@ -47,7 +47,7 @@ from mobility.gates._gx import (
     validate_frame,
 )
 from mobility.settings import Workdir
-from mobility.warehouse.suppression import COMPLEMENTARY, DEFAULT_K, SUPPRESSION, suppressed_select
+from mobility.warehouse.suppression import DEFAULT_K, SUPPRESSION, all_totals, suppressed_select, totals_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ EQUITY_DAILY = "mart_equity_trips_daily"
 TRANSIT_SERVICE = "mart_transit_service"
 EQUITY_TRANSIT = "mart_equity_transit_daily"
 FIRST_LAST_MILE = "mart_first_last_mile"
+NEIGHBORHOOD_HOUR = "mart_trips_per_neighborhood_mode_hour"
+OD_FLOWS = "mart_od_flows"
+FEED_HEALTH = "mart_feed_health"
 
 
 # ---------------------------------------------------------------------------- frames to validate
@@ -86,27 +89,35 @@ def residual_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
     Rows whose total is itself suppressed reveal nothing and get nulls.
     """
     out: dict[str, pd.DataFrame] = {}
-    for table, totals in COMPLEMENTARY.items():
-        if f"{table}__published" not in frames:  # frames given by a caller may hold only some marts
-            continue
+    for table, count, spec in all_totals():
+        if f"{table}__published" not in frames or f"{spec.member_table}__published" not in frames:
+            continue  # frames given by a caller may hold only some marts
         published = frames[f"{table}__published"]
-        for count, spec in totals.items():
-            cells = frames[f"{spec.member_table}__published"]
-            if spec.flag_column is not None:
-                cells = cells[cells[spec.flag_column] == spec.flag_value]
-            keys = list(spec.keys)
-            grouped = cells.groupby(keys, dropna=False)[spec.member_count].agg(
-                visible="sum", hidden_cells=lambda c: int(c.isna().sum())
-            ).reset_index()
-            merged = published[keys + [count]].merge(grouped, on=keys, how="left")
-            revealed = merged[count].notna()
-            out[f"{table}__{count}__residuals"] = pd.DataFrame(
-                {
-                    **{key: merged[key] for key in keys},
-                    "hidden_cells": merged["hidden_cells"].where(revealed).astype("Float64"),
-                    "residual": (merged[count] - merged["visible"]).where(revealed).astype("Float64"),
-                }
-            )
+        cells = frames[f"{spec.member_table}__published"]
+        if spec.flag_column is not None:
+            cells = cells[cells[spec.flag_column] == spec.flag_value]
+        keys = list(spec.keys_in_total)
+        grouped = (
+            cells.rename(columns=dict(zip(spec.keys, spec.keys_in_total)))
+            .groupby(keys, dropna=False)[spec.member_count]
+            .agg(visible="sum", hidden_cells=lambda c: int(c.isna().sum()))
+            .reset_index()
+        )
+        merged = published[keys + [count]].merge(grouped, on=keys, how="left")
+        revealed = merged[count].notna()
+        name = f"{table}__{count}" + (f"__{spec.member_table}" if len(totals_of(table, count)) > 1 else "")
+        out[f"{name}__residuals"] = pd.DataFrame(
+            {
+                **{key: merged[key] for key in keys},
+                "hidden_cells": merged["hidden_cells"].where(revealed).astype("Float64"),
+                "residual": (merged[count] - merged["visible"]).where(revealed).astype("Float64"),
+                # a hidden total whose cells are all visible would be their sum: it needs a hidden cell
+                "hidden_cells_under_hidden_total": merged["hidden_cells"]
+                .fillna(0)
+                .where(~revealed & (merged["visible"].fillna(0) > 0))
+                .astype("Float64"),
+            }
+        )
     return out
 
 
@@ -162,6 +173,49 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
         ),
     ]
 
+    if NEIGHBORHOOD_HOUR in frames:
+        nh = frames[NEIGHBORHOOD_HOUR]
+        hour_days = _days_in_range(nh["trip_date"]) if len(nh) else 0
+        hour_modes = int(nh["mode"].nunique()) if len(nh) else 0
+        suites[NEIGHBORHOOD_HOUR] = [
+            # every neighborhood, every hour of every day of the range, every mode
+            E.ExpectTableRowCountToEqual(value=len(neighborhood_ids) * hour_days * 24 * hour_modes),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["neighborhood_id", "trip_date", "local_hour", "mode"]),
+            E.ExpectColumnDistinctValuesToEqualSet(column="neighborhood_id", value_set=neighborhood_ids),
+            E.ExpectColumnValuesToBeBetween(column="local_hour", min_value=0, max_value=23),
+        ]
+        for count, rate in (("trips_started", "trips_started_per_1000_residents"),
+                            ("trips_ended", "trips_ended_per_1000_residents")):
+            suites[NEIGHBORHOOD_HOUR] += [
+                E.ExpectColumnValuesToNotBeNull(column=count),
+                E.ExpectColumnValuesToBeBetween(column=count, min_value=0),
+                E.ExpectColumnValuesToBeBetween(column=rate, min_value=0, max_value=MAX_RATE),
+                E.ExpectColumnValuesToNotBeNull(column=rate, row_condition=Column("population") > 0),
+            ]
+    if OD_FLOWS in frames:
+        # only pairs with trips appear: no zero rows, no negative ones, one row per pair, day and mode
+        suites[OD_FLOWS] = [
+            E.ExpectCompoundColumnsToBeUnique(
+                column_list=["origin_neighborhood_id", "destination_neighborhood_id", "trip_date", "mode"],
+                ignore_row_if="never",
+            ),
+            E.ExpectColumnValuesToNotBeNull(column="origin_neighborhood_id"),
+            E.ExpectColumnValuesToBeInSet(column="origin_neighborhood_id", value_set=neighborhood_ids),
+            E.ExpectColumnValuesToBeInSet(column="destination_neighborhood_id", value_set=neighborhood_ids),
+            E.ExpectColumnValuesToNotBeNull(column="trips"),
+            E.ExpectColumnValuesToBeBetween(column="trips", min_value=1),
+        ]
+    if FEED_HEALTH in frames:
+        suites[FEED_HEALTH] = [
+            E.ExpectCompoundColumnsToBeUnique(column_list=["partner_id", "feed", "local_date"]),
+            *[
+                E.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+                for c in ("batches", "batches_received", "batches_accepted", "batches_rejected", "fetch_errors",
+                          "rows_received", "rows_accepted", "rows_quarantined", "batches_late")
+            ],
+            E.ExpectColumnValuesToBeBetween(column="max_hours_after_close", min_value=-MAX_RATE, max_value=MAX_RATE),
+        ]
+
     suites.update(supply_suites(frames, neighborhood_ids))
     suites.update(transit_suites(frames, neighborhood_ids))
 
@@ -186,6 +240,8 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
                 E.ExpectColumnValuesToBeBetween(
                     column="residual", min_value=0, max_value=0, row_condition=Column("hidden_cells") == 0
                 ),
+                # a hidden total over visible, positive cells would be given back by their sum
+                E.ExpectColumnValuesToBeBetween(column="hidden_cells_under_hidden_total", min_value=1),
             ]
     return suites
 

@@ -95,6 +95,28 @@ def dbt_env(workdir: Workdir) -> dict[str, str]:
     return env
 
 
+def contract_vars() -> dict[str, object]:
+    """dbt vars derived from the contracts of the registry's feeds.
+
+    ``feed_sla_hours``: feed -> delivery latency its contract promises (slaProperties latency), in
+    hours; the feed-health mart compares arrivals with it. Where partners' contracts for one feed
+    differ, the most lenient latency is used, so no partner is reported late by another's terms.
+    """
+    from ingest.contracts import ContractNotFound, load_contract
+    from mobility.registry import load_registry
+
+    sla: dict[str, float] = {}
+    for _, feed in load_registry().feeds():
+        try:
+            contract = load_contract(feed.contract)
+        except ContractNotFound:  # a feed not under contract yet lands nothing to judge
+            continue
+        hours = contract.sla_latency_hours()
+        if hours is not None:
+            sla[feed.feed] = max(hours, sla.get(feed.feed, 0.0))
+    return {"feed_sla_hours": dict(sorted(sla.items()))}
+
+
 def run_dbt(
     workdir: Workdir | str | Path,
     args: Sequence[str] = ("build",),
@@ -123,8 +145,9 @@ def run_dbt(
         "--target-path", str(target_path),
         "--log-path", str(log_path),
     ]
-    if vars:
-        argv += ["--vars", json.dumps(dict(vars))]
+    # the contracts' vars first: a caller's own vars win
+    all_vars = {**contract_vars(), **dict(vars or {})}
+    argv += ["--vars", json.dumps(all_vars)]
     cmd = [sys.executable, "-m", "dbt.cli.main", *argv]
     log.info("dbt %s (workdir %s)", " ".join(args), wd.root)
     started = time.monotonic()

@@ -25,6 +25,13 @@ Relations over the same member column must split its cells into disjoint groups 
 cell keys, one flag column with distinct values): one pass is then exact, and overlapping groups
 are refused rather than suppressed half-way.
 
+Chained totals: a published count may total finer cells and be a cell of a coarser total itself
+(trips per neighborhood-day total the hours and the origin-destination flows of that day, and
+are cells of the equity totals). When such a count is hidden (as a complement, say), its finer
+cells would add back up to it, so every positive cell under a hidden total is hidden too. A
+count may total several tables' cells (one ``TotalOf`` each, its keys named as in the member
+table, ``total_keys`` as in the total's table where they differ).
+
 Fail closed: a mart without an entry in ``SUPPRESSION`` cannot be published.
 """
 
@@ -47,6 +54,12 @@ class TotalOf:
     cell_keys: tuple[str, ...]
     flag_column: str | None = None
     flag_value: bool = True
+    # the keys' names in the total's own table, where they differ from the member table's
+    total_keys: tuple[str, ...] | None = None
+
+    @property
+    def keys_in_total(self) -> tuple[str, ...]:
+        return self.total_keys or self.keys
 
     def sql_filter(self) -> str:
         return "true" if self.flag_column is None else f'"{self.flag_column}" = {str(self.flag_value).lower()}'
@@ -81,10 +94,33 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
         "trips_starting_near_frequent_stop": (),
         "trips_ending_near_frequent_stop": (),
     },
+    "mart_trips_per_neighborhood_mode_hour": {
+        "trips_started": ("trips_started_per_1000_residents",),
+        "trips_ended": ("trips_ended_per_1000_residents",),
+    },
+    "mart_od_flows": {
+        "trips": (),
+    },
+    "mart_feed_health": {},  # batches and rows of partner feeds: no count of people or trips
 }
 
-# published table -> {count column: the published cells it totals}
-COMPLEMENTARY: dict[str, dict[str, TotalOf]] = {
+# published table -> {count column: the published cells it totals (one TotalOf, or a tuple)}
+COMPLEMENTARY: dict[str, dict[str, TotalOf | tuple[TotalOf, ...]]] = {
+    # a neighborhood's trips started in a day total its hours and its flows to each destination
+    # (a null destination is a cell too: trips ending outside every neighborhood)
+    "mart_trips_per_neighborhood_day": {
+        "trips_started": (
+            TotalOf(
+                member_table="mart_trips_per_neighborhood_mode_hour", member_count="trips_started",
+                keys=("neighborhood_id", "trip_date", "mode"), cell_keys=("local_hour",),
+            ),
+            TotalOf(
+                member_table="mart_od_flows", member_count="trips",
+                keys=("origin_neighborhood_id", "trip_date", "mode"), cell_keys=("destination_neighborhood_id",),
+                total_keys=("neighborhood_id", "trip_date", "mode"),
+            ),
+        ),
+    },
     "mart_equity_trips_daily": {
         "equity_zone_trips_started": TotalOf(
             member_table="mart_trips_per_neighborhood_day", member_count="trips_started",
@@ -107,6 +143,18 @@ COMPLEMENTARY: dict[str, dict[str, TotalOf]] = {
 }
 
 
+def totals_of(table: str, count: str) -> tuple[TotalOf, ...]:
+    """The relations in which ``table.count`` is the total."""
+    spec = COMPLEMENTARY.get(table, {}).get(count)
+    return () if spec is None else (spec,) if isinstance(spec, TotalOf) else tuple(spec)
+
+
+def all_totals() -> list[tuple[str, str, TotalOf]]:
+    """Every declared relation as (total table, total count, relation)."""
+    return [(table, count, spec) for table, totals in COMPLEMENTARY.items()
+            for count in totals for spec in totals_of(table, count)]
+
+
 class UnknownPublishedTable(KeyError):
     """A mart has no suppression rule: refusing to publish it unreviewed."""
 
@@ -122,12 +170,7 @@ def rules_for(table: str) -> dict[str, tuple[str, ...]]:
 
 def relations_over(member_table: str, member_count: str) -> list[TotalOf]:
     """The declared totals over ``member_table.member_count``, checked to split its cells into disjoint groups."""
-    found = [
-        spec
-        for totals in COMPLEMENTARY.values()
-        for spec in totals.values()
-        if spec.member_table == member_table and spec.member_count == member_count
-    ]
+    found = [spec for _, _, spec in _totals_over(member_table, member_count)]
     if len(found) > 1:
         first = found[0]
         flags = [spec.flag_value for spec in found]
@@ -144,6 +187,23 @@ def relations_over(member_table: str, member_count: str) -> list[TotalOf]:
                 "defined for totals that split the cells into disjoint groups"
             )
     return found
+
+
+def _totals_over(member_table: str, member_count: str) -> list[tuple[str, str, TotalOf]]:
+    return [(t, c, spec) for t, c, spec in all_totals()
+            if spec.member_table == member_table and spec.member_count == member_count]
+
+
+def _needed_columns(table: str) -> list[str]:
+    """The columns ``suppressed_select`` of ``table`` reads: counts and the keys of its relations."""
+    names: list[str] = []
+    for count in rules_for(table):
+        names.append(count)
+        for spec in relations_over(table, count):
+            names += [*spec.keys, *spec.cell_keys]
+        for spec in totals_of(table, count):
+            names += list(spec.keys_in_total)
+    return list(dict.fromkeys(names))
 
 
 def _small(expr: str, k: int) -> str:
@@ -193,11 +253,13 @@ def _cells_sql(spec: TotalOf, k: int, schema: str) -> str:
         )"""
 
 
-def suppressed_select(table: str, columns: list[str], k: int, schema: str = "main") -> str:
+def suppressed_select(table: str, columns: list[str], k: int, schema: str = "main", _depth: int = 0) -> str:
     """SQL selecting ``columns`` of ``schema.table`` with small counts, their complements, their
-    derivatives and (when no complement is left) revealing totals nulled."""
+    derivatives, (when no complement is left) revealing totals, and the cells of hidden totals nulled."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if _depth > 8:
+        raise ValueError(f"totals over {table} form a cycle; suppression needs them to nest")
     rules = rules_for(table)
     missing = [c for c in rules if c not in columns]
     if missing:
@@ -221,17 +283,29 @@ def suppressed_select(table: str, columns: list[str], k: int, schema: str = "mai
             )
             joins.append(f"left join {name} on {_match(ident, 't', name)}")
             conds.append(f"coalesce({name}.hidden, false)")
-        # as a total: hidden when its group could not be protected by complements
-        total = COMPLEMENTARY.get(table, {}).get(count)
-        if total is not None:
-            relations_over(total.member_table, total.member_count)  # refuse overlapping groups
-            name = f"c{i}"
+        # as a cell of a total that is hidden itself: the cells would add back up to it
+        for j, (total_table, total_count, spec) in enumerate(_totals_over(table, count)):
+            name = f"h{i}_{j}"
+            inner = suppressed_select(total_table, _needed_columns(total_table), k, schema, _depth + 1)
+            renamed = ", ".join(f'"{tk}" as "{mk}"' for tk, mk in zip(spec.keys_in_total, spec.keys))
             ctes.append(
-                f"{name} as (select {_cols(total.keys)}, count(*) filter (where hidden) as n_hidden, "
+                f'{name} as (select {renamed}, bool_or("{total_count}" is null) as total_hidden '
+                f"from ({inner}) group by all)"
+            )
+            joins.append(f"left join {name} on {_match(spec.keys, 't', name)}")
+            in_group = "true" if spec.flag_column is None else f't."{spec.flag_column}" = {str(spec.flag_value).lower()}'
+            conds.append(f'(coalesce({name}.total_hidden, false) and t."{count}" > 0 and {in_group})')
+        # as a total: hidden when its group could not be protected by complements
+        for j, total in enumerate(totals_of(table, count)):
+            relations_over(total.member_table, total.member_count)  # refuse overlapping groups
+            name = f"c{i}_{j}"
+            renamed = ", ".join(f'"{mk}" as "{tk}"' for mk, tk in zip(total.keys, total.keys_in_total))
+            ctes.append(
+                f"{name} as (select {renamed}, count(*) filter (where hidden) as n_hidden, "
                 f"sum(cell) filter (where hidden) as hidden_sum "
                 f"from ({_cells_sql(total, k, schema)}) group by all)"
             )
-            joins.append(f"left join {name} on {_match(total.keys, 't', name)}")
+            joins.append(f"left join {name} on {_match(total.keys_in_total, 't', name)}")
             conds += [f"{name}.n_hidden = 1", _small(f"{name}.hidden_sum", k)]
         hidden[count] = f"({' or '.join(conds)})"
 

@@ -1,0 +1,170 @@
+"""fct_trips is incremental: a build after a new day loads that day only; a corrected batch
+replaces its window, a late one is added, a window corrected to an empty file empties; and a
+full refresh gives the same table as the incremental sequence.
+
+Partner files come from the simulator's world and land through the real file-drop ingest (contract
+check, landing gate, bronze, manifest); the warehouse is built with real dbt.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mobility.settings import REGISTRY_PATH, Workdir
+from mobility.warehouse.build import run_dbt
+
+DAY1, DAY2 = date(2026, 11, 3), date(2026, 11, 4)
+SEED, SCALE = 5, 0.05
+FCT = ("build", "--select", "+fct_trips", "--indirect-selection", "cautious")
+
+
+def _start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+@pytest.fixture()
+def lake(tmp_path, city_dir, monkeypatch):
+    """A workdir with the city, and the world whose partner files we drop into it."""
+    from mobility.simulator.consortium import load_demo_partners
+    from mobility.simulator.server import build_world
+
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "k")
+    shutil.copytree(city_dir.city, tmp_path / "city")
+    wd = Workdir.resolve(tmp_path)
+    return wd, build_world(wd, SEED, load_demo_partners(REGISTRY_PATH), scale=SCALE)
+
+
+def _land(wd: Workdir, world, day: date, partners: dict[str, str], rows: dict[str, list] | None = None) -> dict:
+    """Drop each partner's file for `day` (or the given rows) and land it; partner -> manifest."""
+    from mobility.pipeline import ingest_file_drop_day
+    from mobility.simulator import drops
+
+    out = {}
+    for partner, feed in partners.items():
+        if rows and partner in rows:
+            columns = drops.RIDEHAIL_COLUMNS if feed == "ridehail_trips" else drops.BIKESHARE_COLUMNS
+            drops.write_atomic(wd.drops / partner / f"{partner}-trips-{day}.csv", drops.to_csv(rows[partner], columns))
+        else:
+            generate = drops.ridehail_rows if feed == "ridehail_trips" else drops.bikeshare_rows
+            data = drops.to_csv(generate(world, partner, day),
+                                drops.RIDEHAIL_COLUMNS if feed == "ridehail_trips" else drops.BIKESHARE_COLUMNS)
+            drops.write_atomic(wd.drops / partner / f"{partner}-trips-{day}.csv", data)
+        out[partner] = ingest_file_drop_day(wd, partner, feed, _start(day))
+        assert out[partner]["outcome"] in ("accepted", "empty"), out[partner]
+    return out
+
+
+def _fact(wd: Workdir) -> dict[str, tuple]:
+    """trip_key -> (every column but loaded_at), and separately loaded_at per trip."""
+    with duckdb.connect(str(wd.warehouse), read_only=True) as con:
+        cur = con.execute("select * exclude (loaded_at), loaded_at from fct_trips order by trip_key")
+        names = [d[0] for d in cur.description]
+        return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+
+
+def _count(fact: dict, **where) -> int:
+    return sum(all(row[k] == v for k, v in where.items()) for row in fact.values())
+
+
+def _fct_result(result) -> dict:
+    node = next(n for n in result.nodes if n.unique_id == "model.mobility_commons.fct_trips")
+    assert node.status == "success", node
+    return node
+
+
+def _compiled_fct(wd: Workdir) -> str:
+    return next((wd.dbt_target / "compiled").rglob("fct_trips.sql")).read_text()
+
+
+def test_incremental_loads_new_batches_only_and_replaces_corrected_windows(lake):
+    from mobility.simulator.drops import bikeshare_rows, ridehail_rows
+
+    wd, world = lake
+    rideco_day1 = ridehail_rows(world, "rideco", DAY1)
+    citybikes_day2 = bikeshare_rows(world, "citybikes", DAY2)
+
+    # day 1: rideco and citybikes deliver on time; hailnow's day-1 file will be late
+    day1 = _land(wd, world, DAY1, {"rideco": "ridehail_trips", "citybikes": "bikeshare_trips"})
+    run_dbt(wd, args=FCT)
+    first = _fact(wd)
+    build1_at = {row["loaded_at"] for row in first.values()}
+    assert len(build1_at) == 1
+    assert _count(first, partner_id="rideco") == len(rideco_day1) > 20
+    assert _count(first, partner_id="citybikes") == day1["citybikes"]["rows_accepted"] > 5
+
+    # day 2: only day 2's batches are read; day 1's rows keep the loaded_at of the first build
+    day2 = _land(wd, world, DAY2, {"rideco": "ridehail_trips", "citybikes": "bikeshare_trips"})
+    _fct_result(run_dbt(wd, args=FCT))
+    compiled = _compiled_fct(wd)
+    assert all(m["batch_id"] in compiled for m in day2.values())
+    assert not any(m["batch_id"] in compiled for m in day1.values()), "day 1 batches were re-read"
+    second = _fact(wd)
+    assert {k: v["loaded_at"] for k, v in second.items() if k in first} == {
+        k: v["loaded_at"] for k, v in first.items()
+    }, "day 1 rows were reloaded"
+    new_keys = second.keys() - first.keys()
+    assert len(new_keys) == sum(m["rows_accepted"] for m in day2.values())
+    assert {second[k]["loaded_at"] for k in new_keys}.isdisjoint(build1_at)
+
+    # a corrected day-1 file (3 trips withdrawn), hailnow's late day-1 file, and citybikes
+    # withdrawing day 2 whole (a header-only file)
+    corrected = _land(wd, world, DAY1, {"rideco": "ridehail_trips"}, rows={"rideco": rideco_day1[:-3]})
+    late = _land(wd, world, DAY1, {"hailnow": "ridehail_trips"})
+    emptied = _land(wd, world, DAY2, {"citybikes": "bikeshare_trips"}, rows={"citybikes": []})
+    assert emptied["citybikes"]["outcome"] == "empty"
+    run_dbt(wd, args=FCT)
+    third = _fact(wd)
+    rideco1 = [r for r in third.values() if r["partner_id"] == "rideco" and r["source_window"].endswith("2026-11-03T00:00:00Z")]
+    assert len(rideco1) == len(rideco_day1) - 3, "the corrected batch must replace, never add"
+    assert {r["batch_id"] for r in rideco1} == {corrected["rideco"]["batch_id"]}
+    assert _count(third, partner_id="hailnow") == late["hailnow"]["rows_accepted"] > 20
+    assert _count(third, partner_id="citybikes", feed="bikeshare_trips") == day1["citybikes"]["rows_accepted"]
+    assert not [r for r in third.values() if r["batch_id"] == day2["citybikes"]["batch_id"]]
+    assert len(citybikes_day2) > 0
+    # untouched windows were not reloaded
+    for key in (k for k, v in first.items() if v["partner_id"] == "citybikes"):
+        assert third[key]["loaded_at"] == first[key]["loaded_at"]
+    rideco2 = [k for k, v in second.items() if v["batch_id"] == day2["rideco"]["batch_id"]]
+    assert rideco2 and all(third[k]["loaded_at"] == second[k]["loaded_at"] for k in rideco2)
+
+    # a full refresh rebuilds the same table from the lake
+    run_dbt(wd, args=(*FCT, "--full-refresh"))
+    rebuilt = _fact(wd)
+    strip = lambda fact: {k: {c: v for c, v in row.items() if c != "loaded_at"} for k, row in fact.items()}  # noqa: E731
+    assert strip(rebuilt) == strip(third)
+    assert len({r["loaded_at"] for r in rebuilt.values()}) == 1
+
+
+def test_a_build_with_nothing_new_reads_no_batch(lake):
+    wd, world = lake
+    _land(wd, world, DAY1, {"rideco": "ridehail_trips"})
+    run_dbt(wd, args=FCT)
+    before = _fact(wd)
+    run_dbt(wd, args=FCT)
+    assert "batch_id in (null)" in " ".join(_compiled_fct(wd).split())
+    assert _fact(wd) == before
+
+
+def test_rejected_resubmission_keeps_the_window_rows(lake):
+    """A corrected file that breaks the contract is quarantined: the window keeps its last good batch."""
+    from mobility.simulator.drops import ridehail_rows
+
+    wd, world = lake
+    good = _land(wd, world, DAY1, {"rideco": "ridehail_trips"})
+    run_dbt(wd, args=FCT)
+    rows = ridehail_rows(world, "rideco", DAY1)
+    bad = [dict(r, trip_id="") for r in rows]  # blank ids break the contract on every row
+    from mobility.pipeline import ingest_file_drop_day
+    from mobility.simulator import drops
+
+    drops.write_atomic(wd.drops / "rideco" / f"rideco-trips-{DAY1}.csv", drops.to_csv(bad, drops.RIDEHAIL_COLUMNS))
+    assert ingest_file_drop_day(wd, "rideco", "ridehail_trips", _start(DAY1))["outcome"] == "rejected"
+    run_dbt(wd, args=FCT)
+    fact = _fact(wd)
+    assert len(fact) == len(rows) and {r["batch_id"] for r in fact.values()} == {good["rideco"]["batch_id"]}
