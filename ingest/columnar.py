@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -107,6 +108,31 @@ def _parse_time(f: Field, arr: pa.Array) -> pa.Array:
     return parsed.cast(pa.date32()) if f.logical_type == "date" else parsed
 
 
+_PARTS = {"Y": (4, pc.year), "m": (2, pc.month), "d": (2, pc.day), "H": (2, pc.hour), "M": (2, pc.minute),
+          "S": (2, pc.second)}
+
+
+def _exact_time(f: Field, arr: pa.Array) -> pa.Array:
+    """True where the text has the format's exact shape and each part reads back unchanged (Arrow's
+    strptime rolls 2026-02-30 over into March and takes second 60; Python's refuses both)."""
+    fmt, shape, slices, pos, k = _time_format(f), "", [], 0, 0
+    while k < len(fmt):
+        if fmt[k] == "%":
+            width, part = _PARTS[fmt[k + 1]]
+            shape += f"[0-9]{{{width}}}"
+            slices.append((pos, width, part))
+            pos, k = pos + width, k + 2
+        else:
+            shape += re.escape(fmt[k])
+            pos, k = pos + 1, k + 1
+    parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
+    ok = pc.and_(pc.match_substring_regex(arr, f"^{shape}$"), parsed.is_valid())
+    for start, width, part in slices:
+        text = pc.if_else(ok, pc.utf8_slice_codeunits(arr, start, start + width), pa.scalar("0"))
+        ok = pc.and_(ok, pc.equal(text.cast(pa.int64()), part(parsed).cast(pa.int64())))
+    return ok
+
+
 def cleared(f: Field, arr: pa.Array, codes: Mapping[str, frozenset]) -> np.ndarray:
     """True where the value is absent or proven to pass every field rule; False means ask the row check."""
     conds: list[pa.Array] = []
@@ -117,11 +143,7 @@ def cleared(f: Field, arr: pa.Array, codes: Mapping[str, frozenset]) -> np.ndarr
         lo, hi = (_MS_MIN, _MS_MAX) if f.physical_type == "int64_epoch_ms" else (_S_MIN, _S_MAX)
         conds += [pc.greater_equal(arr, lo), pc.less(arr, hi)]
     elif f.logical_type in ("timestamp", "date"):
-        # the text must read back exactly as it was written (strptime alone is laxer than Python's)
-        parsed = _parse_time(f, arr)
-        if f.logical_type == "timestamp":
-            parsed = parsed.cast(pa.timestamp("s"))
-        conds.append(pc.equal(pc.strftime(parsed, format=_time_format(f)), arr))
+        conds.append(_exact_time(f, arr))
     else:
         if pa.types.is_string(t):
             if f.fmt == "uuid":
