@@ -16,7 +16,7 @@ does not count against another:
 - with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
 
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
-rows/s, peak RSS of the child (`ru_maxrss`: process-wide, imports included) and its RSS before
+rows/s, peak RSS of the child (VmHWM: process-wide, imports included) and its RSS before
 the work started. The machine's load average is recorded at the start and end.
 """
 
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -145,9 +144,11 @@ def generate(folder: Path, rows: int, page_rows: int, fault_rate: float) -> dict
 
 # ---------------------------------------------------------------------------- one case (child process)
 
-def _rss_mb() -> float:
+def _rss_mb(key: str = "VmRSS") -> float:
+    """This process's resident memory (VmHWM: its peak) in MB. Unlike ru_maxrss, which Linux carries
+    over from the parent through fork and exec, VmHWM starts afresh in the child."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -225,7 +226,7 @@ def run_case(case: str, data: Path, workdir: Path) -> dict:
         "case": case, "rows": received, "rows_accepted": accepted, "rows_rejected": rejected,
         "batches": len(batches), "wall_s": round(wall, 3), "rows_per_s": round(received / wall) if wall else None,
         "gate_s": round(gate_s, 3) if case.endswith("_land") else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(_rss_mb("VmHWM"), 1),
         "rss_before_mb": round(rss_before, 1),
         # validate cases: the check's path (columnar, rows); land cases: the batches' outcomes
         "path_or_outcome": sorted(seen),

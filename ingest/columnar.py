@@ -230,12 +230,11 @@ class ColumnarCheck:
                 continue
             found[i], values[i] = c.row_field_violations(base + i, rec)
 
-        for name, seen in self.distinct.items():
-            k = next((k for k, f in enumerate(c.fields) if f.name == name), None)
-            vals = cols[name].to_pylist() if k is not None else [None] * n
-            for i in records:
-                vals[i] = records[i].get(name) if isinstance(records[i], dict) else _NOT_A_RECORD
-            seen.update(v for v in vals if v is not _NOT_A_RECORD)
+        if self.distinct:  # every value of a tracked field, over the records that are objects
+            objects = np.ones(n, bool)
+            objects[[i for i, rec in records.items() if not isinstance(rec, dict)]] = False
+            for name, seen in self.distinct.items():
+                seen.update(pc.unique(cols[name].filter(pa.array(objects))).to_pylist())
 
         for k, f in enumerate(c.fields):
             if not f.unique:
@@ -354,8 +353,6 @@ class ColumnarCheck:
         warnings = self.c.extra_warnings(self.extra)
         return CheckResult(self.c.id, self.c.version, self.rows, accepted, self.rejected, self.violations, warnings)
 
-
-_NOT_A_RECORD = object()
 
 
 # ---------------------------------------------------------------------------- readers
