@@ -5,6 +5,10 @@ then bronze and quarantine files are written atomically, and the manifest is wri
 batch exists only once its manifest does. Files are keyed by window, so landing a window again
 replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
 A rejected batch never overwrites what an earlier good batch landed for the same window.
+
+Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`), so no
+Python record list is built; the typed accepted rows are held once, as Arrow, for the landing gate,
+and bronze is pseudonymised and written from them slice by slice.
 """
 
 from __future__ import annotations
