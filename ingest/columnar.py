@@ -34,7 +34,6 @@ import pyarrow.json as pajson
 from ingest.contracts import (
     _MS_MAX,
     _MS_MIN,
-    _RULES,
     _S_MAX,
     _S_MIN,
     _TRUE,
