@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fault-rate", type=float, default=0.001)
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--reference", action="store_true", help="also time the row-by-row check (slow)")
+    parser.add_argument("--cases", help=f"comma-separated subset of {', '.join(CASES + REFERENCE_CASES)}")
     parser.add_argument("--scratch", type=Path, help="folder for the data and workdirs (default: a temp folder)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -266,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{len(meta['mds_pages'])} pages ({meta['mds_bytes'] / 1e6:,.0f} MB JSON), fault rate {args.fault_rate}; "
           f"generated in {time.perf_counter() - t:.0f} s", flush=True)
     results = []
-    for case in CASES + (REFERENCE_CASES if args.reference else ()):
+    cases = args.cases.split(",") if args.cases else CASES + (REFERENCE_CASES if args.reference else ())
+    for case in cases:
         workdir = scratch / f"wd-{case}"
         shutil.rmtree(workdir, ignore_errors=True)
         proc = subprocess.run(
