@@ -89,6 +89,10 @@ class Field:
         )
 
     @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.name.split("."))
+
+    @property
     def strptime_format(self) -> str | None:
         return _DATE_FORMATS.get(self.fmt or "")
 
@@ -328,65 +332,94 @@ class Contract:
     ) -> CheckResult:
         """Check every record against the contract; good rows come back typed, bad ones named."""
         records = list(records)
-        unbound = sorted({f.codes for f in self.fields if f.codes and f.codes not in self.codes})
-        if unbound:  # fail closed: a code rule that cannot run is not a pass
-            raise ValueError(f"contract {self.ref} checks codes {unbound}: bind them with with_codes()")
-        paths = [(f, tuple(f.name.split("."))) for f in self.fields]
-        top_level = {f.name.split(".")[0] for f in self.fields}
+        self.require_codes()
+        top_level = self.top_level
         violations: list[Violation] = []
         bad: set[int] = set()
         columns: dict[str, list[Any]] = {f.column: [] for f in self.fields}
         extra: set[str] = set()
         seen: dict[str, set[Any]] = {f.name: set() for f in self.fields if f.unique}
-        win_ms = (
-            (int(window[0].timestamp() * 1000), int(window[1].timestamp() * 1000)) if window else None
-        )
+        win_ms = window_ms(window)
 
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 violations.append(Violation(i, "<record>", "type:object", _short(rec)))
                 bad.add(i)
-                for f, _ in paths:
+                for f in self.fields:
                     columns[f.column].append(None)
                 continue
             extra.update(k for k in rec if k not in top_level)
-            row_ok = True
-            for f, path in paths:
-                value = _get(rec, path)
-                if value is None:
-                    if f.required:
-                        violations.append(Violation(i, f.name, "required", "missing"))
-                        row_ok = False
-                else:
-                    rule = f.violation(value)
-                    if not rule and f.codes and value not in self.codes[f.codes]:
-                        rule = f"codes:{f.codes}"
-                    if rule:
-                        violations.append(Violation(i, f.name, rule, _short(value)))
-                        row_ok = False
-                    elif f.unique:
-                        if value in seen[f.name]:
-                            violations.append(Violation(i, f.name, "unique", _short(value)))
-                            row_ok = False
-                        else:
-                            seen[f.name].add(value)
-                columns[f.column].append(value)
-            if row_ok:
-                for rule in self.rules:
-                    broken = _RULES[rule](rec, win_ms, self)
-                    if broken:
-                        violations.append(Violation(i, broken[0], rule, broken[1]))
-                        row_ok = False
-            if not row_ok:
+            found, values = self.row_field_violations(i, rec)
+            broken = {k for k, _ in found}
+            for k, f in enumerate(self.fields):
+                if f.unique and values[k] is not None and k not in broken:
+                    if values[k] in seen[f.name]:
+                        found.append((k, Violation(i, f.name, "unique", _short(values[k]))))
+                    else:
+                        seen[f.name].add(values[k])
+                columns[f.column].append(values[k])
+            if found:
+                violations.extend(v for _, v in sorted(found, key=lambda kv: kv[0]))
                 bad.add(i)
+            else:
+                ruled = self.row_rule_violations(i, rec, win_ms)
+                if ruled:
+                    violations.extend(ruled)
+                    bad.add(i)
 
         keep = [i for i in range(len(records)) if i not in bad]
         table = pa.Table.from_arrays(
             [_to_arrow(f, [columns[f.column][i] for i in keep]) for f in self.fields],
             schema=self.arrow_schema(),
         )
-        warnings = [f"field '{k}' is not in contract {self.ref} (kept out of the warehouse)" for k in sorted(extra)]
+        warnings = self.extra_warnings(extra)
         return CheckResult(self.id, self.version, len(records), table, sorted(bad), violations, warnings)
+
+    # The pieces of the row check, shared with the columnar check (ingest.columnar) so both give
+    # the same verdicts and the same messages.
+
+    @property
+    def top_level(self) -> set[str]:
+        return {f.name.split(".")[0] for f in self.fields}
+
+    def require_codes(self) -> None:
+        unbound = sorted({f.codes for f in self.fields if f.codes and f.codes not in self.codes})
+        if unbound:  # fail closed: a code rule that cannot run is not a pass
+            raise ValueError(f"contract {self.ref} checks codes {unbound}: bind them with with_codes()")
+
+    def row_field_violations(self, i: int, rec: dict) -> tuple[list[tuple[int, Violation]], list[Any]]:
+        """The field rules one record breaks (all but uniqueness), by field position, and its values."""
+        found: list[tuple[int, Violation]] = []
+        values: list[Any] = []
+        for k, f in enumerate(self.fields):
+            value = _get(rec, f.path)
+            values.append(value)
+            if value is None:
+                if f.required:
+                    found.append((k, Violation(i, f.name, "required", "missing")))
+                continue
+            rule = f.violation(value)
+            if not rule and f.codes and value not in self.codes[f.codes]:
+                rule = f"codes:{f.codes}"
+            if rule:
+                found.append((k, Violation(i, f.name, rule, _short(value))))
+        return found, values
+
+    def row_rule_violations(self, i: int, rec: dict, win_ms: tuple[int, int] | None) -> list[Violation]:
+        """The contract's semantic rules one record breaks (run only on rows whose fields are good)."""
+        out = []
+        for rule in self.rules:
+            broken = _RULES[rule](rec, win_ms, self)
+            if broken:
+                out.append(Violation(i, broken[0], rule, broken[1]))
+        return out
+
+    def extra_warnings(self, extra: Iterable[str]) -> list[str]:
+        return [f"field '{k}' is not in contract {self.ref} (kept out of the warehouse)" for k in sorted(extra)]
+
+
+def window_ms(window: tuple[datetime, datetime] | None) -> tuple[int, int] | None:
+    return (int(window[0].timestamp() * 1000), int(window[1].timestamp() * 1000)) if window else None
 
 
 def _rule_end_not_before_start(rec: dict, _win: Any, c: Contract) -> tuple[str, str] | None:

@@ -5,6 +5,10 @@ then bronze and quarantine files are written atomically, and the manifest is wri
 batch exists only once its manifest does. Files are keyed by window, so landing a window again
 replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
 A rejected batch never overwrites what an earlier good batch landed for the same window.
+
+Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`), so no
+Python record list is built; the typed accepted rows are held once, as Arrow, for the landing gate,
+and bronze is pseudonymised and written from them slice by slice.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,8 +28,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.columnar import CHUNK_ROWS, check_payload
 from ingest.contracts import CheckResult, Contract, Violation
-from ingest.payloads import PayloadError, parse_records
+from ingest.payloads import PayloadError
 from mobility.registry import Feed, Partner
 from mobility.secrets import pseudonym_key
 from mobility.settings import Workdir
@@ -69,12 +75,18 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+def atomic_write_parquet(path: Path, table: pa.Table | Iterable[pa.Table], schema: pa.Schema | None = None) -> None:
+    """Write a table, or a stream of tables of one schema, as one Parquet file, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        if isinstance(table, pa.Table):
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                for part in table:
+                    writer.write_table(part)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,10 +95,10 @@ def atomic_write_parquet(path: Path, table: pa.Table) -> None:
 
 def pseudonymise(values: pa.Array, key: bytes) -> pa.Array:
     """Keyed hash (HMAC-SHA256, 128 bits kept): stable joins, no way back without the key."""
-    return pa.array(
-        [None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for v in values.to_pylist()],
-        pa.string(),
-    )
+    # each distinct id is hashed once (a device makes many trips)
+    encoded = values.dictionary_encode()
+    hashed = [hmac.digest(key, v.encode(), "sha256").hex()[:32] for v in encoded.dictionary.to_pylist()]
+    return pa.array(hashed, pa.string()).take(encoded.indices)
 
 
 def _iso(ts: datetime) -> str:
@@ -164,16 +176,19 @@ def land_batch(
         "started_at": _iso(started),
     }
 
+    # Identity comes from the credentials (the partner we asked), never from the payload.
+    identity = bool(partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields))
     try:
-        records = parse_records(contract, raw)
+        # parsed and checked in bounded chunks: only the typed accepted rows are kept whole
+        checked = check_payload(contract, raw, window=(window.start, window.end),
+                                track=("provider_id",) if identity else ())
     except PayloadError as exc:
         return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
 
-    # Identity comes from the credentials (the partner we asked), never from the payload.
-    if partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields):
-        claimed = {r.get("provider_id") for r in records if isinstance(r, dict)} - {partner.mds_provider_id}
+    if identity:
+        claimed = checked.distinct["provider_id"] - {partner.mds_provider_id}
         if claimed:
-            manifest["rows_received"] = len(records)
+            manifest["rows_received"] = checked.result.rows_received
             return _reject_batch(
                 lake, window, sha, manifest,
                 f"payload claims provider_id {sorted(map(str, claimed))[:3]} but the credentials are "
@@ -181,7 +196,7 @@ def land_batch(
                 "provider_identity",
             )
 
-    result = contract.check(records, window=(window.start, window.end))
+    result = checked.result
     manifest.update(
         rows_received=result.rows_received,
         rows_accepted=result.rows_accepted,
@@ -189,7 +204,7 @@ def land_batch(
         warnings=result.warnings,
     )
     if result.rows_rejected:
-        _write_quarantine(lake, window, sha, manifest, result, records)
+        _write_quarantine(lake, window, sha, manifest, result, checked.rejected_records)
 
     if result.rows_received == 0:
         manifest["outcome"] = "empty"
@@ -215,26 +230,36 @@ def land_batch(
                             error=rejection_error(gate, quarantine / "landing_gate.json"))
 
     if manifest["outcome"] in ("accepted", "partial", "empty"):
-        atomic_write_parquet(lake.bronze(window), _bronze_table(result, contract, partner, manifest["batch_id"]))
+        schema = _bronze_schema(contract)
+        atomic_write_parquet(lake.bronze(window), _bronze_parts(result, contract, partner, manifest["batch_id"], schema),
+                             schema)
     return _finish(lake, window, sha, manifest)
 
 
-def _bronze_table(result: CheckResult, contract: Contract, partner: Partner, batch_id: str) -> pa.Table:
-    table = result.accepted
-    if table.num_rows:
-        key = pseudonym_key()
+def _bronze_schema(contract: Contract) -> pa.Schema:
+    schema = contract.arrow_schema()
+    schema = schema.insert(0, pa.field("batch_id", pa.string())).insert(0, pa.field("partner_id", pa.string()))
+    return schema.with_metadata({"contract": contract.ref})
+
+
+def _bronze_parts(result: CheckResult, contract: Contract, partner: Partner, batch_id: str,
+                  schema: pa.Schema) -> Iterator[pa.Table]:
+    """The accepted rows with pseudonymised ids, slice by slice (no second full copy of the batch)."""
+    key = pseudonym_key() if result.accepted.num_rows else b""
+    for batch in result.accepted.to_batches(max_chunksize=CHUNK_ROWS):
+        table = pa.Table.from_batches([batch])
         for f in contract.fields:
             if f.pseudonymise:
                 idx = table.schema.get_field_index(f.column)
                 table = table.set_column(idx, f.column, pseudonymise(table.column(f.column).combine_chunks(), key))
-    n = table.num_rows
-    table = table.add_column(0, "batch_id", pa.array([batch_id] * n, pa.string()))
-    table = table.add_column(0, "partner_id", pa.array([partner.id] * n, pa.string()))
-    return table.replace_schema_metadata({"contract": contract.ref})
+        n = table.num_rows
+        table = table.add_column(0, "batch_id", pa.array([batch_id] * n, pa.string()))
+        table = table.add_column(0, "partner_id", pa.array([partner.id] * n, pa.string()))
+        yield table.cast(schema)
 
 
 def _write_quarantine(
-    lake: Lake, window: Window, sha: str, manifest: dict, result: CheckResult, records: list
+    lake: Lake, window: Window, sha: str, manifest: dict, result: CheckResult, records: Mapping[int, Any]
 ) -> None:
     folder = lake.quarantine(window, sha)
     by_row: dict[int, list[Violation]] = {}

@@ -11,6 +11,9 @@ The contract's custom properties drive the parsing (a table's own override the c
 
 CSV cells are typed here by the contract field of their column (`Field.from_text`); a cell that
 does not convert stays text, so the contract check names the row, the field and the rule.
+
+These records are the reference reading. Landing reads big batches column-wise instead
+(`ingest.columnar`), and falls back to this reading whenever that path cannot match it exactly.
 """
 
 from __future__ import annotations

@@ -1,0 +1,312 @@
+"""Ingest throughput: rows per second and peak memory to validate, and to validate and land,
+1M ride-hail CSV rows and 1M MDS trips served as JSON pages (not a test: run it by hand).
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--rows 1000000] [--page-rows 100000]
+        [--fault-rate 0.001] [--json out.json] [--reference]
+
+The data is generated once into a scratch folder: one ride-hail file (ridehail_trips@1.0.0, one
+local day, as a firm drops it) and MDS pages (mds_trips@2.0.0, one UTC hour of trips per page, as
+`GET /trips` serves them), with `--fault-rate` of the rows broken (a value that breaks a field or
+rule, as partners' files do). Each case then runs in its own child process, so one case's memory
+does not count against another:
+
+- validate: `ingest.columnar.check_payload` on the bytes (parse + contract check, typed rows)
+- land: `ingest.landing.land_batch` (raw archive, check, landing gate, pseudonymised bronze,
+  quarantine report, manifest); the landing gate's share is timed too
+- with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
+
+Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
+rows/s, peak RSS of the child (VmHWM: process-wide, imports included) and its RSS before
+the work started. The machine's load average is recorded at the start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)
+BBOX = [-87.94, 41.64, -87.52, 42.02]  # [minlon, minlat, maxlon, maxlat]
+NEIGHBORHOODS = range(1, 78)
+CASES = ("csv_validate", "csv_land", "mds_validate", "mds_land")
+REFERENCE_CASES = ("csv_validate_rows", "mds_validate_rows")
+
+
+# ---------------------------------------------------------------------------- data
+
+def ridehail_csv(rows: int, fault_rate: float, seed: int = 7) -> bytes:
+    """One local day of ride-hail trips as the firm's CSV (built column-wise: fast for 1M rows)."""
+    rng = np.random.default_rng(seed)
+    start = (DAY.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds() + rng.integers(0, 86_000, rows)
+    seconds = rng.integers(120, 3600, rows)
+    fare = np.round(rng.uniform(5, 60, rows), 2)
+    tip = np.where(rng.random(rows) < 0.3, np.round(rng.uniform(1, 8, rows)), 0.0)
+    other = np.round(rng.uniform(0, 3, rows), 2)
+    ts = lambda s: pc.strftime(pa.array(s.astype("datetime64[s]")), format="%Y-%m-%d %H:%M:%S")  # noqa: E731
+    money = lambda v: pa.array(np.char.mod("%.2f", v))  # noqa: E731
+    ids = pa.array(np.char.mod("%040x", rng.permutation(rows).astype(np.int64) * 7_919 + 104_729))
+    table = pa.table({
+        "trip_id": ids,
+        "trip_start_timestamp": ts(start), "trip_end_timestamp": ts(start + seconds),
+        "trip_seconds": pa.array(seconds).cast(pa.string()),
+        "trip_miles": money(seconds / 3600 * rng.uniform(8, 25, rows)),
+        "pickup_community_area": pa.array(rng.integers(1, 78, rows)).cast(pa.string()),
+        "dropoff_community_area": pa.array(rng.integers(1, 78, rows)).cast(pa.string()),
+        "fare": money(fare), "tip": money(tip), "additional_charges": money(other),
+        "trip_total": money(fare + tip + other),
+        "shared_trip_authorized": pa.array(np.where(rng.random(rows) < 0.1, "true", "false")),
+        "trips_pooled": pa.array(np.ones(rows, int)).cast(pa.string()),
+        "pickup_centroid_latitude": money(rng.uniform(41.7, 41.98, rows)),
+        "pickup_centroid_longitude": money(rng.uniform(-87.85, -87.55, rows)),
+        "dropoff_centroid_latitude": money(rng.uniform(41.7, 41.98, rows)),
+        "dropoff_centroid_longitude": money(rng.uniform(-87.85, -87.55, rows)),
+    })
+    bad = np.flatnonzero(rng.random(rows) < fault_rate)
+    if len(bad):  # a negative fare, a total that does not add up, a trip of the next day, an unknown area
+        columns = {name: table.column(name).to_pylist() for name in ("fare", "trip_total", "trip_start_timestamp",
+                                                                       "pickup_community_area")}
+        for k, i in enumerate(bad.tolist()):
+            name = list(columns)[k % 4]
+            columns[name][i] = {"fare": "-1.00", "trip_total": "0.01", "trip_start_timestamp": "2026-11-03 00:30:00",
+                                "pickup_community_area": "99"}[name]
+        for name, values in columns.items():
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
+    return sink.getvalue().to_pybytes()
+
+
+def mds_page(rows: int, hour: datetime, provider_id: str, fault_rate: float, seed: int) -> bytes:
+    """One hour of MDS 2.0 trips, as `GET /trips?end_time=...` serves it."""
+    import orjson
+
+    rng = np.random.default_rng(seed)
+    t0 = int(hour.timestamp() * 1000)
+    end = t0 + rng.integers(0, 3_600_000, rows)
+    distance = rng.integers(200, 6000, rows)
+    duration = np.clip(distance / (rng.uniform(8, 20, rows) / 3.6) + rng.integers(20, 90, rows), 60, 3540).astype(int)
+    lat, lon = rng.uniform(41.70, 41.98, (rows, 2)), rng.uniform(-87.85, -87.55, (rows, 2))
+    hexes = np.char.mod("%032x", rng.integers(1, 2**62, 2 * rows, dtype=np.int64)).tolist()
+    ids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
+    devices = [ids[i] for i in rng.integers(0, rows // 4 + 1, rows)]  # a device makes several trips
+    bad = set(np.flatnonzero(rng.random(rows) < fault_rate).tolist())
+    trips = []
+    for i in range(rows):
+        trip = {
+            "provider_id": provider_id, "device_id": devices[i], "trip_id": ids[rows + i],
+            "vehicle_type": "scooter", "propulsion_types": ["electric"], "trip_type": ["rider"],
+            "start_time": int(end[i] - duration[i] * 1000), "end_time": int(end[i]),
+            "start_location": {"lat": float(lat[i, 0]), "lng": float(lon[i, 0])},
+            "end_location": {"lat": float(lat[i, 1]), "lng": float(lon[i, 1])},
+            "duration": int(duration[i]), "distance": int(distance[i]),
+        }
+        if i in bad:  # a negative duration, a repeated trip id, an end outside the hour
+            trip.update([{"duration": -5}, {"trip_id": ids[rows]}, {"end_time": t0 - 1}][i % 3])
+        trips.append(trip)
+    return orjson.dumps({"version": "2.0.0", "trips": trips})
+
+
+def generate(folder: Path, rows: int, page_rows: int, fault_rate: float) -> dict:
+    from mobility.registry import load_registry
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ridehail.csv").write_bytes(ridehail_csv(rows, fault_rate))
+    provider = load_registry().partner("scootco").mds_provider_id
+    pages = []
+    for k, start in enumerate(range(0, rows, page_rows)):
+        hour = DAY + timedelta(hours=k)
+        path = folder / f"mds-{hour:%Y-%m-%dT%H}.json"
+        path.write_bytes(mds_page(min(page_rows, rows - start), hour, provider, fault_rate, seed=100 + k))
+        pages.append({"path": path.name, "hour": hour.isoformat()})
+    meta = {"rows": rows, "page_rows": page_rows, "fault_rate": fault_rate, "mds_pages": pages,
+            "csv_bytes": (folder / "ridehail.csv").stat().st_size,
+            "mds_bytes": sum((folder / p["path"]).stat().st_size for p in pages)}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+# ---------------------------------------------------------------------------- one case (child process)
+
+def _rss_mb(key: str = "VmRSS") -> float:
+    """This process's resident memory (VmHWM: its peak) in MB. Unlike ru_maxrss, which Linux carries
+    over from the parent through fork and exec, VmHWM starts afresh in the child."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_case(case: str, data: Path, workdir: Path) -> dict:
+    from ingest.columnar import check_payload
+    from ingest.contracts import load_contract
+    from ingest.landing import Window, land_batch
+    from ingest.payloads import parse_records
+    from mobility.registry import load_registry
+    from mobility.settings import Workdir
+
+    meta = json.loads((data / "meta.json").read_text())
+    kind = case.split("_")[0]
+    if kind == "csv":
+        contract = load_contract("ridehail_trips@1.0.0").with_codes({"neighborhood_id": NEIGHBORHOODS})
+        partner = next(p for p in load_registry().partners if any(f.contract == contract.ref for f in p.feeds))
+        feed = next(f for f in partner.feeds if f.contract == contract.ref)
+        batches = [(Window(DAY, DAY + timedelta(days=1)), data / "ridehail.csv")]
+    else:
+        contract = load_contract("mds_trips@2.0.0")
+        partner = load_registry().partner("scootco")
+        feed = partner.feed("mds_trips")
+        batches = [(Window.hour(datetime.fromisoformat(p["hour"])), data / p["path"]) for p in meta["mds_pages"]]
+    gate_s = 0.0
+    wd = Workdir.resolve(workdir)
+    if case.endswith("_land"):
+        from mobility.gates import landing_gate
+
+        real_gate = landing_gate.run_landing_gate
+
+        def timed_gate(*args, **kwargs):
+            nonlocal gate_s
+            t = time.perf_counter()
+            try:
+                return real_gate(*args, **kwargs)
+            finally:
+                gate_s += time.perf_counter() - t
+
+        landing_gate.run_landing_gate = timed_gate  # land_batch imports it at call time
+
+    def one(wd: Workdir, window: Window, raw: bytes) -> tuple[int, int, int, str]:
+        if case.endswith("_land"):
+            m = land_batch(wd, partner=partner, feed=feed, contract=contract, window=window, raw=raw,
+                           source="benchmark")
+            return m["rows_received"], m["rows_accepted"], m["rows_rejected"], m["outcome"]
+        if case.endswith("_rows"):
+            result, path = contract.check(parse_records(contract, raw), window=(window.start, window.end)), "rows"
+        else:
+            checked = check_payload(contract, raw, window=(window.start, window.end))
+            result, path = checked.result, checked.path
+        return result.rows_received, result.rows_accepted, result.rows_rejected, path
+
+    for folder in (wd, Workdir.resolve(workdir / "warm-up")):
+        folder.city.mkdir(parents=True, exist_ok=True)
+        folder.city_meta.write_text(json.dumps({"name": "Bench", "timezone": "America/Chicago", "bbox": BBOX}))
+    # warm-up on a small batch: first calls build GX's caches and pyarrow's kernels once per process
+    window = batches[0][0]
+    warm_raw = ridehail_csv(50, 0.0) if kind == "csv" else mds_page(50, window.start, partner.mds_provider_id, 0.0, 1)
+    one(Workdir.resolve(workdir / "warm-up"), window, warm_raw)
+    gate_s = 0.0
+
+    rss_before = _rss_mb()
+    received = accepted = rejected = 0
+    seen: set[str] = set()
+    start = time.perf_counter()
+    for window, path in batches:
+        raw = path.read_bytes()  # one batch in memory at a time, as a worker receives it
+        n, ok, bad, how = one(wd, window, raw)
+        received, accepted, rejected = received + n, accepted + ok, rejected + bad
+        seen.add(how)
+        del raw
+    wall = time.perf_counter() - start
+    return {
+        "case": case, "rows": received, "rows_accepted": accepted, "rows_rejected": rejected,
+        "batches": len(batches), "wall_s": round(wall, 3), "rows_per_s": round(received / wall) if wall else None,
+        "gate_s": round(gate_s, 3) if case.endswith("_land") else None,
+        "peak_rss_mb": round(_rss_mb("VmHWM"), 1),
+        "rss_before_mb": round(rss_before, 1),
+        # validate cases: the check's path (columnar, rows); land cases: the batches' outcomes
+        "path_or_outcome": sorted(seen),
+    }
+
+
+# ---------------------------------------------------------------------------- parent
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--page-rows", type=int, default=100_000, help="MDS trips per page (one hour each)")
+    parser.add_argument("--fault-rate", type=float, default=0.001)
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--reference", action="store_true", help="also time the row-by-row check (slow)")
+    parser.add_argument("--cases", help=f"comma-separated subset of {', '.join(CASES + REFERENCE_CASES)}")
+    parser.add_argument("--scratch", type=Path, help="folder for the data and workdirs (default: a temp folder)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOBILITY_PSEUDONYM_KEY", "benchmark-key")
+
+    if args.case:  # a child: one case, figures as JSON on stdout
+        print(json.dumps(run_case(args.case, args.data, args.workdir)))
+        return {}
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    started = datetime.now(timezone.utc)
+    load_start = _load()
+    t = time.perf_counter()
+    meta = generate(scratch / "data", args.rows, args.page_rows, args.fault_rate)
+    print(f"data: {args.rows:,} ride-hail rows ({meta['csv_bytes'] / 1e6:,.0f} MB CSV), {args.rows:,} MDS trips in "
+          f"{len(meta['mds_pages'])} pages ({meta['mds_bytes'] / 1e6:,.0f} MB JSON), fault rate {args.fault_rate}; "
+          f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+    results = []
+    cases = args.cases.split(",") if args.cases else CASES + (REFERENCE_CASES if args.reference else ())
+    for case in cases:
+        workdir = scratch / f"wd-{case}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--case", case, "--data", str(scratch / "data"), "--workdir", str(workdir)],
+            capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(),
+        )
+        if proc.returncode:
+            raise SystemExit(f"case {case} failed:\n{proc.stderr[-4000:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"{case}: {r['rows_per_s']:,} rows/s, peak {r['peak_rss_mb']:,.0f} MB", flush=True)
+    report = {
+        "started_at": started.isoformat(), "rows": args.rows, "page_rows": args.page_rows,
+        "fault_rate": args.fault_rate, "csv_bytes": meta["csv_bytes"], "mds_bytes": meta["mds_bytes"],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pyarrow": pa.__version__,
+                    "load_average_start": load_start, "load_average_end": _load()},
+        "cases": results,
+    }
+    print(table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if not args.scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def table(report: dict) -> str:
+    lines = ["| case | rows | accepted | rejected | wall s | rows/s | gate s | peak RSS MB | RSS before MB | path / outcome |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in report["cases"]:
+        gate = f"{r['gate_s']:.2f}" if r["gate_s"] is not None else ""
+        lines.append(f"| {r['case']} | {r['rows']:,} | {r['rows_accepted']:,} | {r['rows_rejected']:,} | {r['wall_s']:.2f} "
+                     f"| {r['rows_per_s']:,} | {gate} | {r['peak_rss_mb']:,.0f} | {r['rss_before_mb']:,.0f} "
+                     f"| {', '.join(r['path_or_outcome'])} |")
+    m = report["machine"]
+    lines.append(f"\n{m['cpus']} CPUs; load average {m['load_average_start']} at the start, {m['load_average_end']} at the end")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

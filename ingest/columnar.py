@@ -1,0 +1,540 @@
+"""The contract check on Arrow columns, chunk by chunk: same verdicts and messages as `Contract.check`.
+
+Big batches (a day of ride-hail trips, an hour of a large MDS fleet) are read straight into Arrow
+(pyarrow.csv with every cell as text, pyarrow.json with the contract's types) in bounded chunks,
+and each field is checked with pyarrow.compute. The vectorised checks only *clear* rows: a row
+they cannot prove good (a bad or odd value, a missing required field, a semantic rule that may
+fail) is handed to the row check's own code (`Contract.row_field_violations`,
+`row_rule_violations`) with the record as `parse_records` would give it, so each violation is
+built by the same code, for the bad rows only. Uniqueness runs across chunks on a set of the
+values seen.
+
+`check_payload` is the entry point: it takes the columnar path when the contract and the bytes
+allow it and falls back to `parse_records` + `Contract.check` otherwise (a type the vectorised
+checks do not cover, a payload pyarrow refuses: wrong row lengths, a value of the wrong JSON
+type...), so a verdict never depends on which path ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+
+from ingest.contracts import (
+    _MS_MAX,
+    _MS_MIN,
+    _S_MAX,
+    _S_MIN,
+    _TRUE,
+    _FALSE,
+    _UUID,
+    CheckResult,
+    Contract,
+    Field,
+    Violation,
+    _short,
+    _to_arrow,
+    window_ms,
+)
+from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
+
+CHUNK_ROWS = 131_072
+CSV_BLOCK_BYTES = 16 << 20
+# text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
+_INT_TEXT = r"^-?[0-9]{1,18}$"
+_FLOAT_TEXT = r"^-?[0-9]{1,300}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?$"
+
+
+class Unsupported(Exception):
+    """The columnar path cannot decide this batch exactly; the row check will."""
+
+
+@dataclass
+class PayloadCheck:
+    result: CheckResult
+    rejected_records: dict[int, Any]  # row -> the record as parsed, for the quarantine file
+    path: str  # "columnar" or "rows"
+    distinct: dict[str, set] = field(default_factory=dict)  # tracked field -> every value seen (None too)
+
+
+# ---------------------------------------------------------------------------- per field
+
+def natural_type(f: Field) -> pa.DataType | None:
+    """The Arrow type a field's values arrive in before typing, or None if only the row check knows."""
+    lt = f.logical_type
+    if lt == "timestamp":
+        if f.physical_type in ("int64_epoch_ms", "int64_epoch_s"):
+            return pa.int64()
+        return pa.string() if f.physical_type == "local_datetime" and f.strptime_format else None
+    if lt == "date":
+        return pa.string()
+    if lt == "array":
+        return None if f.enum is not None or f.minimum is not None or f.maximum is not None else pa.list_(pa.string())
+    if lt == "boolean" and (f.enum is not None or f.minimum is not None or f.maximum is not None):
+        return None
+    return {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}.get(lt)
+
+
+def supported(contract: Contract) -> bool:
+    return all(natural_type(f) is not None for f in contract.fields) and all(
+        pa.types.is_string(natural_type(f)) for f in contract.fields if f.unique
+    )
+
+
+def _in_set(arr: pa.Array, values: frozenset, kind: type | tuple) -> pa.Array:
+    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        return pa.array(np.zeros(len(arr), bool))  # a set of mixed types: let the row check compare
+    return pc.is_in(arr, value_set=pa.array(sorted(values), arr.type))
+
+
+def _time_format(f: Field) -> str:
+    return f.strptime_format or "%Y-%m-%d"
+
+
+def _parse_time(f: Field, arr: pa.Array) -> pa.Array:
+    parsed = pc.strptime(arr, format=_time_format(f), unit="ms", error_is_null=True)
+    return parsed.cast(pa.date32()) if f.logical_type == "date" else parsed
+
+
+_PARTS = {"Y": (4, pc.year), "m": (2, pc.month), "d": (2, pc.day), "H": (2, pc.hour), "M": (2, pc.minute),
+          "S": (2, pc.second)}
+
+
+def _exact_time(f: Field, arr: pa.Array) -> pa.Array:
+    """True where the text has the format's exact shape and each part reads back unchanged (Arrow's
+    strptime rolls 2026-02-30 over into March and takes second 60; Python's refuses both)."""
+    fmt, shape, slices, pos, k = _time_format(f), "", [], 0, 0
+    while k < len(fmt):
+        if fmt[k] == "%":
+            width, part = _PARTS[fmt[k + 1]]
+            shape += f"[0-9]{{{width}}}"
+            slices.append((pos, width, part))
+            pos, k = pos + width, k + 2
+        else:
+            shape += re.escape(fmt[k])
+            pos, k = pos + 1, k + 1
+    parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
+    ok = pc.and_(pc.match_substring_regex(arr, f"^{shape}$"), parsed.is_valid())
+    for start, width, part in slices:
+        text = pc.if_else(ok, pc.utf8_slice_codeunits(arr, start, start + width), pa.scalar("0"))
+        ok = pc.and_(ok, pc.equal(text.cast(pa.int64()), part(parsed).cast(pa.int64())))
+    return ok
+
+
+def cleared(f: Field, arr: pa.Array, codes: Mapping[str, frozenset]) -> np.ndarray:
+    """True where the value is absent or proven to pass every field rule; False means ask the row check."""
+    conds: list[pa.Array] = []
+    t = arr.type
+    if pa.types.is_null(t):
+        return np.ones(len(arr), bool)
+    if f.logical_type == "timestamp" and pa.types.is_integer(t):
+        lo, hi = (_MS_MIN, _MS_MAX) if f.physical_type == "int64_epoch_ms" else (_S_MIN, _S_MAX)
+        conds += [pc.greater_equal(arr, lo), pc.less(arr, hi)]
+    elif f.logical_type in ("timestamp", "date"):
+        conds.append(_exact_time(f, arr))
+    else:
+        if pa.types.is_string(t):
+            if f.fmt == "uuid":
+                conds.append(pc.match_substring_regex(arr, _UUID.pattern))
+            if f.pattern is not None:
+                try:
+                    conds.append(pc.match_substring_regex(arr, f"^(?:{f.pattern.pattern})$"))
+                except pa.ArrowInvalid:  # a pattern RE2 cannot run
+                    conds.append(pa.array(np.zeros(len(arr), bool)))
+        if pa.types.is_floating(t):
+            conds.append(pc.is_finite(arr))
+        kind = str if pa.types.is_string(t) else int if pa.types.is_integer(t) else (int, float)
+        if f.enum is not None:
+            conds.append(_in_set(arr, f.enum, kind))
+        if f.minimum is not None or f.maximum is not None:
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                conds.append(pa.array(np.zeros(len(arr), bool)))
+            if f.minimum is not None:
+                conds.append(pc.greater_equal(arr, f.minimum))
+            if f.maximum is not None:
+                conds.append(pc.less_equal(arr, f.maximum))
+        if f.codes:
+            conds.append(_in_set(arr, codes[f.codes], kind))
+    ok = pa.array(np.ones(len(arr), bool))
+    for c in conds:
+        ok = pc.and_(ok, c)
+    return pc.or_(arr.is_null(), pc.fill_null(ok, False)).to_numpy(zero_copy_only=False)
+
+
+def typed(f: Field, arr: pa.Array) -> pa.Array:
+    """Natural values as the contract's Arrow type (as `_to_arrow` types the row check's values)."""
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), f.arrow_type)
+    if f.logical_type in ("timestamp", "date") and pa.types.is_string(arr.type):
+        return _parse_time(f, arr).cast(f.arrow_type)
+    if f.logical_type == "timestamp":
+        unit = "s" if f.physical_type == "int64_epoch_s" else "ms"
+        return arr.cast(pa.timestamp(unit, tz="UTC")).cast(f.arrow_type)
+    return arr.cast(f.arrow_type)
+
+
+# ---------------------------------------------------------------------------- the chunked check
+
+class ColumnarCheck:
+    """The check of one batch, fed chunk by chunk; `finish` gives the same CheckResult as `Contract.check`."""
+
+    def __init__(self, contract: Contract, window: tuple[datetime, datetime] | None = None,
+                 track: tuple[str, ...] = ()):
+        contract.require_codes()
+        self.c = contract
+        self.win_ms = window_ms(window)
+        self.rows = 0
+        self.rejected: list[int] = []
+        self.violations: list[Violation] = []
+        self.rejected_records: dict[int, Any] = {}
+        self.extra: set[str] = set()
+        self.seen: dict[str, set] = {f.name: set() for f in contract.fields if f.unique}
+        self.distinct: dict[str, set] = {name: set() for name in track}
+
+    def add(self, cols: Mapping[str, pa.Array], n: int, record: Callable[[int], Any],
+            suspect: np.ndarray | None = None, extra: set[str] | frozenset = frozenset()) -> pa.Table:
+        """Check `n` rows given as natural columns (field name -> array; absent -> all null).
+
+        `record(i)` gives row i as `parse_records` would; `suspect` marks rows the reader could not
+        put into natural columns. Returns the accepted rows, typed.
+        """
+        c, base = self.c, self.rows
+        self.extra |= extra
+        cols = {f.name: cols.get(f.name) if cols.get(f.name) is not None else pa.nulls(n) for f in c.fields}
+        sus = np.zeros(n, bool) if suspect is None else suspect.copy()
+        for f in c.fields:
+            arr = cols[f.name]
+            if f.required:
+                sus |= ~arr.is_valid().to_numpy(zero_copy_only=False)
+            sus |= ~cleared(f, arr, c.codes)
+
+        records: dict[int, Any] = {}
+        found: dict[int, list[tuple[int, Violation]]] = {}
+        values: dict[int, list[Any]] = {}
+        for i in np.flatnonzero(sus).tolist():
+            rec = records[i] = record(i)
+            if not isinstance(rec, dict):
+                found[i] = [(-1, Violation(base + i, "<record>", "type:object", _short(rec)))]
+                continue
+            found[i], values[i] = c.row_field_violations(base + i, rec)
+
+        if self.distinct:  # every value of a tracked field, over the records that are objects
+            objects = np.ones(n, bool)
+            objects[[i for i, rec in records.items() if not isinstance(rec, dict)]] = False
+            for name, seen in self.distinct.items():
+                seen.update(pc.unique(cols[name].filter(pa.array(objects))).to_pylist())
+
+        for k, f in enumerate(c.fields):
+            if not f.unique:
+                continue
+            vals = cols[f.name].to_pylist()
+            for i, rec in records.items():
+                broken = i not in values or any(kk == k for kk, _ in found[i])
+                vals[i] = None if broken else values[i][k]
+            for i in self._repeats(self.seen[f.name], vals):
+                found.setdefault(i, []).append((k, Violation(base + i, f.name, "unique", _short(vals[i]))))
+
+        bad = np.zeros(n, bool)
+        bad[[i for i, v in found.items() if v]] = True
+        ask = (self._rule_flags(cols, n) | sus) & ~bad
+        ruled: dict[int, list[Violation]] = {}
+        for i in np.flatnonzero(ask).tolist():
+            rec = records[i] if i in records else record(i)
+            broken_rules = c.row_rule_violations(base + i, rec, self.win_ms)
+            if broken_rules:
+                ruled[i], records[i] = broken_rules, rec
+                bad[i] = True
+
+        for i in sorted(i for i in set(found) | set(ruled) if bad[i]):
+            by_field = found.get(i)
+            if by_field:
+                self.violations.extend(v for _, v in sorted(by_field, key=lambda kv: kv[0]))
+            else:
+                self.violations.extend(ruled[i])
+            self.rejected.append(base + i)
+            self.rejected_records[base + i] = records[i] if i in records else record(i)
+
+        clean = ~bad & ~sus
+        table = pa.Table.from_arrays([typed(f, cols[f.name]).filter(pa.array(clean)) for f in c.fields],
+                                     schema=c.arrow_schema())
+        rescued = np.flatnonzero(~bad & sus)
+        if len(rescued):  # odd but valid values ("1.0" for an integer): typed as the row check types them
+            extra_rows = pa.Table.from_arrays(
+                [_to_arrow(f, [values[i][k] for i in rescued.tolist()]) for k, f in enumerate(c.fields)],
+                schema=c.arrow_schema(),
+            )
+            order = np.argsort(np.concatenate([np.flatnonzero(clean), rescued]), kind="stable")
+            table = pa.concat_tables([table, extra_rows]).take(pa.array(order))
+        self.rows += n
+        return table
+
+    @staticmethod
+    def _repeats(seen: set, vals: list) -> list[int]:
+        """Rows whose value an earlier row (this chunk or before) already had; claims the new ones."""
+        present = [v for v in vals if v is not None]
+        new = set(present)
+        if len(new) == len(present) and seen.isdisjoint(new):
+            seen |= new
+            return []
+        repeats = []
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if v in seen:
+                repeats.append(i)
+            else:
+                seen.add(v)
+        return repeats
+
+    def _rule_flags(self, cols: Mapping[str, pa.Array], n: int) -> np.ndarray:
+        """Rows a semantic rule might fail (a superset: the row check decides)."""
+        flags = np.zeros(n, bool)
+        every = np.ones(n, bool)
+        c = self.c
+        by_name = {f.name: cols[f.name] for f in c.fields}
+
+        def col(name: str, kind: Callable[[pa.DataType], bool]) -> pa.Array | None:
+            arr = by_name.get(name)
+            return arr if arr is not None and kind(arr.type) else None
+
+        for rule in c.rules:
+            if rule == "end_not_before_start":
+                start = by_name.get(c.properties.get("start_field", "start_time"))
+                end = by_name.get(c.properties.get("end_field", "end_time"))
+                if start is None or end is None or start.type != end.type or pa.types.is_null(start.type):
+                    flags |= every
+                else:
+                    flags |= pc.fill_null(pc.less(end, start), False).to_numpy(zero_copy_only=False)
+            elif rule == "in_request_window":
+                if self.win_ms is None or not c.window_field:
+                    continue
+                arr = col(c.window_field, pa.types.is_integer)
+                if arr is None:
+                    flags |= every
+                    continue
+                inside = pc.and_(pc.greater_equal(arr, self.win_ms[0]), pc.less(arr, self.win_ms[1]))
+                flags |= ~pc.fill_null(inside, False).to_numpy(zero_copy_only=False)
+            elif rule == "on_window_date":
+                if self.win_ms is None or not c.window_field:
+                    continue
+                arr = col(c.window_field, pa.types.is_string)
+                if arr is None:
+                    flags |= every
+                    continue
+                day = datetime.fromtimestamp(self.win_ms[0] / 1000, timezone.utc).date().isoformat()
+                flags |= ~pc.fill_null(pc.starts_with(arr, day), False).to_numpy(zero_copy_only=False)
+            elif rule == "trip_total_is_sum":
+                parts = [col(k, pa.types.is_floating) for k in ("fare", "tip", "additional_charges", "trip_total")]
+                if any(p is None for p in parts):
+                    flags |= every
+                    continue
+                fare, tip, other, total = (pc.fill_null(p, 0.0) for p in parts)
+                gap = pc.abs(pc.subtract(pc.add(pc.add(fare, tip), other), total))
+                # a little below the rule's 0.011: float noise must not clear a row the rule rejects
+                off = pc.and_(parts[3].is_valid(), pc.greater(gap, 0.0105))
+                flags |= pc.fill_null(off, True).to_numpy(zero_copy_only=False)
+            else:
+                flags |= every
+        return flags
+
+    def finish(self, accepted: pa.Table) -> CheckResult:
+        warnings = self.c.extra_warnings(self.extra)
+        return CheckResult(self.c.id, self.c.version, self.rows, accepted, self.rejected, self.violations, warnings)
+
+
+
+# ---------------------------------------------------------------------------- readers
+
+def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: str) -> Iterator[pa.Table]:
+    try:
+        header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")))
+    except (StopIteration, csv.Error, UnicodeDecodeError):
+        raise Unsupported("no readable header") from None
+    names = [h.strip() for h in header]
+    missing = sorted(f.name for f in contract.fields if f.required and f.name not in names)
+    if missing or len(set(names)) != len(names):
+        raise Unsupported("header")  # the row path names the missing columns
+    fields = {f.name: f for f in contract.fields}
+    auto = [f"f{j}" for j in range(len(names))]
+    reader = pacsv.open_csv(
+        io.BytesIO(raw),
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, include_columns=auto,
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+    first = True
+    extra = frozenset(k for k in names if k not in contract.top_level)
+    for batch in reader:
+        if first:
+            if batch.num_rows == 0 or [batch.column(j)[0].as_py() for j in range(len(names))] != header:
+                raise Unsupported("header read differently")
+            batch, first = batch.slice(1), False
+        for start in range(0, batch.num_rows, CHUNK_ROWS):
+            part = batch.slice(start, CHUNK_ROWS)
+            n = part.num_rows
+            if not n:
+                continue
+            cells = [part.column(j) for j in range(len(names))]
+            cols: dict[str, pa.Array] = {}
+            suspect = np.zeros(n, bool)
+            for name, arr in zip(names, cells):
+                if name in fields:
+                    cols[name], odd = _from_text(fields[name], arr)
+                    suspect |= odd
+
+            def record(i: int, cells=cells) -> dict:
+                return {name: fields[name].from_text(cell[i].as_py()) if name in fields else cell[i].as_py()
+                        for name, cell in zip(names, cells)}
+
+            yield check.add(cols, n, record, suspect, extra)
+
+
+def _from_text(f: Field, text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """CSV cells as natural values, as `Field.from_text` reads them; cells it may read otherwise are odd."""
+    empty = pc.equal(text, "")
+    nat = natural_type(f)
+    if pa.types.is_string(nat):
+        return pc.if_else(empty, pa.scalar(None, pa.string()), text), np.zeros(len(text), bool)
+    if pa.types.is_integer(nat) or pa.types.is_floating(nat):
+        ok = pc.match_substring_regex(text, _INT_TEXT if pa.types.is_integer(nat) else _FLOAT_TEXT)
+        values = pc.if_else(ok, text, pa.scalar(None, pa.string())).cast(nat)
+    elif pa.types.is_boolean(nat):
+        low = pc.utf8_lower(text)
+        true, false = pc.is_in(low, pa.array(sorted(_TRUE))), pc.is_in(low, pa.array(sorted(_FALSE)))
+        ok = pc.or_(true, false)
+        values = pc.if_else(ok, true, pa.scalar(None, pa.bool_()))
+    else:  # a list cannot come from a CSV cell: the row check names the type
+        ok = pa.array(np.zeros(len(text), bool))
+        values = pa.nulls(len(text), nat)
+    odd = ~(pc.or_(ok, empty).to_numpy(zero_copy_only=False))
+    return values, odd
+
+
+def _record_type(contract: Contract) -> pa.StructType:
+    tree: dict = {}
+    for f in contract.fields:
+        node = tree
+        *parents, leaf = f.path
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = natural_type(f)
+
+    def build(node: dict) -> pa.StructType:
+        return pa.struct([(k, build(v) if isinstance(v, dict) else v) for k, v in node.items()])
+
+    return build(tree)
+
+
+def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterator[pa.Table]:
+    key = contract.payload_key
+    if not key:
+        raise Unsupported("a bare JSON list")
+    parts = key.split(".")
+    node_type: pa.DataType = pa.list_(_record_type(contract))
+    for p in reversed(parts[1:]):
+        node_type = pa.struct([(p, node_type)])
+    schema = pa.schema([(parts[0], node_type)])
+    try:
+        doc = pajson.read_json(
+            io.BytesIO(raw),
+            read_options=pajson.ReadOptions(block_size=max(len(raw) + 1, 1 << 20), use_threads=False),
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer",
+                                              newlines_in_values=True),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise Unsupported(str(exc)) from None
+    if doc.num_rows != 1:
+        raise Unsupported("not one JSON document")
+    node: pa.Array = doc.column(parts[0]).combine_chunks()
+    for p in parts[1:]:
+        if node.null_count:
+            raise Unsupported("payload key missing")
+        node = node.field(p)
+    if node.null_count:
+        raise Unsupported("payload key missing or not a list")
+    records = node.flatten()  # one struct per record; a null one is not an object
+    if not pa.types.is_struct(records.type):
+        raise Unsupported("records are not objects")
+    extra = frozenset(records.type.field(j).name for j in range(records.type.num_fields)) - contract.top_level
+    parsed: list[Any] = []
+
+    def python_records() -> list[Any]:
+        if not parsed:  # only when some row needs the row check: the records exactly as json.loads gives them
+            from ingest.payloads import _json_records
+            import orjson
+
+            try:
+                tree = orjson.loads(raw)
+                got = tree
+                for p in parts:
+                    got = got[p]
+                parsed.extend(got)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                parsed.extend(_json_records(contract, raw))
+        return parsed
+
+    for start in range(0, len(records), CHUNK_ROWS):
+        chunk = records.slice(start, CHUNK_ROWS)
+        n = len(chunk)
+        cols = {f.name: _leaf(chunk, f.path) for f in contract.fields}
+        suspect = ~chunk.is_valid().to_numpy(zero_copy_only=False)
+        # a field present in some rows as null and missing in others reads the same: null both ways
+        yield check.add(cols, n, lambda i, s=start: python_records()[s + i], suspect,
+                        extra if n and chunk.null_count < n else frozenset())
+
+
+def _leaf(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array | None:
+    node: pa.Array = struct
+    for p in path:
+        if not pa.types.is_struct(node.type) or node.type.get_field_index(p) < 0:
+            return None
+        # flatten() folds the parent's nulls into the child (a null location has a null lat)
+        node = node.flatten()[node.type.get_field_index(p)]
+    return node
+
+
+def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+                  track: tuple[str, ...] = ()) -> PayloadCheck:
+    """Parse and check one batch's bytes; the columnar path when it applies, else the row check.
+
+    Either way the result is the one `Contract.check(parse_records(contract, raw))` gives.
+    `track` names fields whose every value is collected (the partner's claimed provider id).
+    Raises `PayloadError` for bytes that cannot be read as the contract says.
+    """
+    if supported(contract) and contract.payload_format in ("json", "csv", "gtfs_zip"):
+        check = ColumnarCheck(contract, window, track)
+        tables: list[pa.Table] = []
+        try:
+            if contract.payload_format == "json":
+                chunks = _json_chunks(contract, raw, check)
+            else:
+                data = raw
+                if contract.payload_format == "gtfs_zip":
+                    data = read_zip_member(raw, contract.properties["zip_member"], ZipLimits.of(contract))
+                    if data is None:
+                        raise Unsupported("member absent")  # the row path says whether that is allowed
+                chunks = _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"))
+            tables.extend(chunks)
+            accepted = pa.concat_tables(tables) if tables else contract.arrow_schema().empty_table()
+            return PayloadCheck(check.finish(accepted), check.rejected_records, "columnar", check.distinct)
+        except (Unsupported, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
+            pass  # the row check decides
+    records = parse_records(contract, raw)
+    result = contract.check(records, window=window)
+    distinct = {name: {r.get(name) for r in records if isinstance(r, dict)} for name in track}
+    return PayloadCheck(result, {r: records[r] for r in result.rejected_rows}, "rows", distinct)
+
+
+__all__ = ["ColumnarCheck", "PayloadCheck", "PayloadError", "Unsupported", "check_payload", "supported"]

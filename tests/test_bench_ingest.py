@@ -1,0 +1,38 @@
+"""The ingest throughput benchmark runs at a tiny scale and reports every figure (not how fast)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("ingest_throughput", ROOT / "benchmarks" / "ingest_throughput.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    out = tmp_path / "bench.json"
+    report = bench.main(["--rows", "2000", "--page-rows", "1000", "--fault-rate", "0.01",
+                         "--json", str(out), "--scratch", str(tmp_path / "scratch")])
+    assert json.loads(out.read_text()) == report
+    assert report["machine"]["cpus"] and len(report["machine"]["load_average_start"]) == 3
+    cases = {r["case"]: r for r in report["cases"]}
+    assert set(cases) == set(bench.CASES)
+    for r in cases.values():
+        assert r["rows"] == 2000 and r["rows_accepted"] + r["rows_rejected"] == 2000
+        assert r["rows_rejected"] > 0  # the planted faults were found
+        assert r["wall_s"] > 0 and r["rows_per_s"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+    assert cases["csv_validate"]["path_or_outcome"] == ["columnar"] == cases["mds_validate"]["path_or_outcome"]
+    assert cases["mds_validate"]["batches"] == 2 and cases["csv_validate"]["batches"] == 1
+    for case in ("csv_land", "mds_land"):
+        assert cases[case]["gate_s"] > 0 and cases[case]["path_or_outcome"] == ["partial"]
+        assert cases[case]["rows_accepted"] == cases[case.replace("land", "validate")]["rows_accepted"]
+    # the landed bronze holds exactly the accepted rows
+    import pyarrow.parquet as pq
+
+    bronze = tmp_path / "scratch" / "wd-mds_land" / "lake" / "bronze" / "mds_trips"
+    assert pq.read_table(bronze).num_rows == cases["mds_land"]["rows_accepted"]
+    assert "| csv_validate |" in bench.table(report)
