@@ -47,7 +47,14 @@ from mobility.gates._gx import (
     validate_frame,
 )
 from mobility.settings import Workdir
-from mobility.warehouse.suppression import DEFAULT_K, SUPPRESSION, all_totals, suppressed_select, totals_of
+from mobility.warehouse.suppression import (
+    DEFAULT_K,
+    SUPPRESSION,
+    WITHHELD,
+    all_totals,
+    suppressed_select,
+    totals_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +231,12 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
         name = f"{table}__published"
         if table not in frames and name not in frames:
             continue  # frames handed in for other marts (read_frames always reads every declared mart)
-        suites[name] = [E.ExpectColumnValuesToNotBeInSet(column=c, value_set=small) for c in rules] if small else []
+        withheld = WITHHELD.get(table, ())
+        suites[name] = [E.ExpectColumnValuesToNotBeInSet(column=c, value_set=small)
+                        for c in rules if c not in withheld] if small else []
+        if withheld and table in frames:  # columns that decide suppression must not leave the warehouse
+            suites[name].append(E.ExpectTableColumnsToMatchSet(
+                column_set=[c for c in frames[table].columns if c not in withheld], exact_match=True))
     for name in frames:
         if name.endswith("__residuals"):
             # a lone hidden cell, or hidden cells adding up to less than k, can be recovered

@@ -28,7 +28,7 @@ import duckdb
 
 from mobility.settings import Workdir
 from mobility.warehouse.exports import PARTNERS_DIR, write_partner_exports
-from mobility.warehouse.suppression import DEFAULT_K, suppressed_select
+from mobility.warehouse.suppression import DEFAULT_K, WITHHELD, suppressed_select
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
             doc = docs.get(table, {})
             if doc.get("description"):
                 con.execute(f'comment on table main."{table}" is {_sql_string(doc["description"])}')
-            for col in columns:
+            for col in (c for c in columns if c not in WITHHELD.get(table, ())):
                 text = doc.get("columns", {}).get(col)
                 if text:
                     con.execute(f'comment on column main."{table}"."{col}" is {_sql_string(text)}')

@@ -87,10 +87,11 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
     # scheduled service and residents (public figures): no person counts
     "mart_transit_service": {},
     "mart_equity_transit_daily": {},
-    # the share is derived from both trip counts: a small count hides it
+    # the share is derived from the trip counts: a small count on either side of it hides it
     "mart_first_last_mile": {
         "micromobility_trips": ("first_last_mile_share",),
         "first_last_mile_trips": ("first_last_mile_share",),
+        "other_micromobility_trips": ("first_last_mile_share",),
         "trips_starting_near_frequent_stop": (),
         "trips_ending_near_frequent_stop": (),
     },
@@ -102,6 +103,18 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
         "trips": (),
     },
     "mart_feed_health": {},  # batches and rows of partner feeds: no count of people or trips
+}
+
+# published table -> count columns that decide suppression but are never published.
+# A neighborhood's micromobility trips in a day are the sum of its mode cells in the trip marts,
+# a relation across modes that the complements there (chosen across neighborhoods) do not cover:
+# published, that sum would give back a mode cell hidden there. So the first/last-mile mart
+# publishes its share alone, nulled whenever a count on either side of it is small.
+WITHHELD: dict[str, tuple[str, ...]] = {
+    "mart_first_last_mile": (
+        "micromobility_trips", "first_last_mile_trips", "other_micromobility_trips",
+        "trips_starting_near_frequent_stop", "trips_ending_near_frequent_stop",
+    ),
 }
 
 # published table -> {count column: the published cells it totals (one TotalOf, or a tuple)}
@@ -133,11 +146,17 @@ COMPLEMENTARY: dict[str, dict[str, TotalOf | tuple[TotalOf, ...]]] = {
             flag_column="equity_zone", flag_value=False,
         ),
     },
-    # a quintile's trips are the total of its neighborhoods' cells
+    # a quintile's trips are the total of its neighborhoods' cells, and of its pass types' cells
     "mart_bikeshare_docks_by_quintile": {
-        "trips_started": TotalOf(
-            member_table="mart_bikeshare_docks", member_count="trips_started",
-            keys=("income_quintile", "local_date"), cell_keys=("neighborhood_id",),
+        "trips_started": (
+            TotalOf(
+                member_table="mart_bikeshare_docks", member_count="trips_started",
+                keys=("income_quintile", "local_date"), cell_keys=("neighborhood_id",),
+            ),
+            TotalOf(
+                member_table="mart_bikeshare_pass_mix", member_count="trips_started",
+                keys=("income_quintile", "local_date"), cell_keys=("pass_type",),
+            ),
         ),
     },
 }
@@ -315,7 +334,7 @@ def suppressed_select(table: str, columns: list[str], k: int, schema: str = "mai
             derived.setdefault(out, []).append(count)
 
     exprs = []
-    for col in columns:
+    for col in (c for c in columns if c not in WITHHELD.get(table, ())):
         conds = [hidden[col]] if col in hidden else [hidden[c] for c in derived.get(col, [])]
         if conds:
             exprs.append(f'case when {" or ".join(conds)} then null else t."{col}" end as "{col}"')

@@ -118,6 +118,9 @@ final as (
         cast(coalesce(counts.trips_starting_near_frequent_stop, 0) as bigint) as trips_starting_near_frequent_stop,
         cast(coalesce(counts.trips_ending_near_frequent_stop, 0) as bigint) as trips_ending_near_frequent_stop,
         cast(coalesce(counts.first_last_mile_trips, 0) as bigint) as first_last_mile_trips,
+        -- the other side of the share: published only through it, so a small count here hides it too
+        cast(coalesce(counts.micromobility_trips - counts.first_last_mile_trips, 0) as bigint)
+            as other_micromobility_trips,
         -- no trips, no share: null rather than a division by zero
         round(coalesce(counts.first_last_mile_trips, 0) / nullif(coalesce(counts.micromobility_trips, 0), 0), 4)
             as first_last_mile_share,
