@@ -142,6 +142,30 @@ def test_planted_equity_gap_shows_in_availability_and_coverage(lake):
     assert covered[True] < covered[False]
 
 
+
+def test_equity_scorecard_shows_the_planted_gap_against_pooled_values(lake):
+    wd, _ = lake
+    rows = query(wd, """select metric, local_date, grouping, group_name, value, ratio_to_reference
+                        from mart_equity_scorecard""")
+    card = {(m, d, g, n): (v, r) for m, d, g, n, v, r in rows}
+    days = {d for _, d, _, _ in card}
+    assert days and {n for _, _, g, n in card if g == "income_quintile"} == {"1", "2", "3", "4", "5"}
+    # the scorecard's equity-zone coverage equals the pooled coverage recomputed from the mart
+    for day in days:
+        pooled = dict(query(wd, f"""
+            select equity_zone, sum(covered) / sum(population) from (
+                select neighborhood_id, equity_zone, any_value(population) as population,
+                       avg(residents_covered) as covered
+                from mart_vehicle_coverage where mode = 'any' and local_date = '{day}' group by all)
+            group by all"""))
+        value, ratio = card[("share_residents_near_available_vehicle", day, "equity_zone", "equity zones")]
+        rest, _ = card[("share_residents_near_available_vehicle", day, "equity_zone", "rest of city")]
+        assert value == pytest.approx(pooled[True]) and rest == pytest.approx(pooled[False])
+        assert ratio == pytest.approx(value / rest) and ratio < 1  # the planted gap
+        vehicles = card[("vehicles_available_per_1000_residents", day, "equity_zone", "equity zones")]
+        assert vehicles[1] < 0.75  # about half as many vehicles per resident in equity zones
+
+
 def deployment_truth(world, op, at) -> tuple[int, int, int]:
     """(deployed, deployed in a neighborhood, deployed in an equity zone) at `at`."""
     s = world.vehicle_states(op, at)

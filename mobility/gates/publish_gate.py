@@ -68,6 +68,7 @@ FIRST_LAST_MILE = "mart_first_last_mile"
 NEIGHBORHOOD_HOUR = "mart_trips_per_neighborhood_mode_hour"
 OD_FLOWS = "mart_od_flows"
 FEED_HEALTH = "mart_feed_health"
+SCORECARD = "mart_equity_scorecard"
 
 
 # ---------------------------------------------------------------------------- frames to validate
@@ -211,6 +212,18 @@ def build_suites(frames: Mapping[str, pd.DataFrame], neighborhood_ids: list[int]
             E.ExpectColumnValuesToBeInSet(column="destination_neighborhood_id", value_set=neighborhood_ids),
             E.ExpectColumnValuesToNotBeNull(column="trips"),
             E.ExpectColumnValuesToBeBetween(column="trips", min_value=1),
+        ]
+    if SCORECARD in frames:
+        sc = frames[SCORECARD]
+        metric_days = len(sc[["metric", "local_date"]].drop_duplicates()) if len(sc) else 0
+        quintiles = sc.loc[sc["grouping"] == "income_quintile", "group_name"].nunique() if len(sc) else 0
+        suites[SCORECARD] = [
+            # every quintile of the city and the two equity groups, for every metric and day
+            E.ExpectTableRowCountToEqual(value=metric_days * (quintiles + 2)),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["metric", "local_date", "grouping", "group_name"]),
+            E.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=MAX_RATE),
+            E.ExpectColumnValuesToBeBetween(column="ratio_to_reference", min_value=0, max_value=MAX_RATE),
+            E.ExpectColumnValuesToNotBeNull(column="value", row_condition=Column("residents") > 0),
         ]
     if FEED_HEALTH in frames:
         suites[FEED_HEALTH] = [

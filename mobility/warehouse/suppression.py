@@ -103,6 +103,8 @@ SUPPRESSION: dict[str, dict[str, tuple[str, ...]]] = {
         "trips": (),
     },
     "mart_feed_health": {},  # batches and rows of partner feeds: no count of people or trips
+    # supply and service by group of neighborhoods: vehicles, docks and residents, no trips
+    "mart_equity_scorecard": {},
 }
 
 # published table -> count columns that decide suppression but are never published.
