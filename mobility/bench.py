@@ -591,6 +591,8 @@ def bench_scale(root: Path, *, trips_per_day: int, day: date, history: list[int]
             run.update(trips_per_day=trips_per_day, scale=scale, history_days=n,
                        history_rows=history_rows(wd, day, tz_name), history_setup=setup, workdir=str(wd.root))
             runs.append(run)
+            # each finished run is kept at once: a benchmark stopped later still leaves its figures
+            (wd.logs / "bench-runs.json").write_text(json.dumps(runs, indent=2, default=str))
     return runs
 
 

@@ -99,7 +99,8 @@ def test_consortium_aggregates_are_exactly_the_published_tables(published: Workd
     with duckdb.connect(str(published.published_db), read_only=True) as con:
         tables = [r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()]
         expected = {t: con.execute(f'select * from "{t}" order by all').fetchall() for t in tables}
-    assert all(expected.values())
+    # the fixture lands MDS trips: their marts hold rows (the other feeds' marts may be empty)
+    assert expected["mart_trips_per_neighborhood_day"] and expected["mart_od_flows"]
     for partner in (p.id for p in load_registry().partners):
         export = _export(published, partner)
         with duckdb.connect(str(export / EXPORT_DB), read_only=True) as con:
