@@ -46,9 +46,10 @@ def sim(city_dir, monkeypatch):
     """The partner simulator on a free local port, with the demo partners' tokens set."""
     from mobility.simulator.server import running_simulator
 
-    monkeypatch.setenv("SCOOTCO_MDS_TOKEN", "scoot-secret")
-    monkeypatch.setenv("ZOOMRIDE_MDS_CLIENT_SECRET", "zoom-secret")
-    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "k")
+    from partner_secrets import SECRETS
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
     with running_simulator(city_dir, seed=5, scale=0.2, timeout_s=3) as url:
         monkeypatch.setenv("MOBILITY_PARTNER_BASE_URL", url)
         yield url

@@ -17,7 +17,7 @@ SEED, NEIGHBORHOODS, SCALE = 5, 60, 0.3
 START = datetime(2026, 11, 2, 12, tzinfo=timezone.utc)
 END = START + timedelta(hours=6)
 MDS_OPERATORS = ("scootco", "zoomride")
-TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_CLIENT_SECRET": "zoom-secret", "MOBILITY_PSEUDONYM_KEY": "k"}
+from partner_secrets import SECRETS as TOKENS  # noqa: E402
 
 _built: dict[str, Workdir] = {}
 

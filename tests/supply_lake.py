@@ -21,7 +21,7 @@ SNAPSHOT_TIMES = [datetime(2026, 11, 3, h, 1, tzinfo=timezone.utc) for h in (13,
 TRIP_HOURS = [datetime(2026, 11, 3, h, tzinfo=timezone.utc) for h in (13, 14)]
 STATUS_FEEDS = [("scootco", "mds_vehicle_status"), ("zoomride", "mds_vehicle_status"),
                 ("scootco", "gbfs"), ("citybikes", "gbfs")]
-TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_CLIENT_SECRET": "zoom-secret", "MOBILITY_PSEUDONYM_KEY": "k"}
+from partner_secrets import SECRETS as TOKENS  # noqa: E402
 
 
 def sample_supply(wd: Workdir, sim, times=SNAPSHOT_TIMES) -> list[dict]:

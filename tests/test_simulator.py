@@ -31,7 +31,7 @@ if not GBFS_SCHEMAS.exists():
 SEED = 7
 NOW = datetime(2026, 11, 18, 12, 3, tzinfo=timezone.utc)  # a Wednesday, 06:03 in Chicago
 DAY_START = datetime(2026, 11, 17, 6, tzinfo=timezone.utc)  # local midnight, Tuesday 17th
-TOKENS = {"SCOOTCO_MDS_TOKEN": "scoot-secret", "ZOOMRIDE_MDS_CLIENT_SECRET": "zoom-secret"}
+from partner_secrets import SECRETS as TOKENS  # noqa: E402
 MDS_ACCEPT = "application/vnd.mds+json;version=2.0"
 
 
