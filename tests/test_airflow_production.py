@@ -318,8 +318,10 @@ def test_killed_worker_task_is_retried_and_rows_land_once(cluster, tmp_path):
     _wait(lambda: not cluster.sql("select id from backfill where dag_id = %s and completed_at is null", dag_id),
           120, "the earlier backfill to complete", cluster.procs.check, every=2)
     sim = httpx.Client(base_url=cluster.simulator, timeout=10)
+    # Only the backfilled hour is slow: the DAG's own hourly runs also call this partner.
     sim.post("/_sim/faults", json={"mode": "timeout", "partner": partner, "path": "trips", "times": 1,
-                                   "seconds": SLOW_PARTNER_S}).raise_for_status()
+                                   "seconds": SLOW_PARTNER_S, "query": {"end_time": f"{KILL_HOUR:%Y-%m-%dT%H}"}},
+             ).raise_for_status()
     cluster.backfill(dag_id, KILL_HOUR, KILL_HOUR)
     # The fault is consumed when the task's request reaches the partner: the task is mid-flight.
     _wait(lambda: not sim.get("/_sim/faults").json()["faults"], 180, "the ingest task to call the slow partner",

@@ -375,6 +375,12 @@ def test_faults_behave_as_requested_then_clear(client: httpx.Client, sim) -> Non
     assert client.get("/scootco/mds/trips", params=params).status_code == 500
     assert client.delete("/_sim/faults").status_code == 200
     assert client.get("/scootco/mds/trips", params=params).content == good.content
+    # a fault for one window leaves the other windows alone, and waits for its own
+    other = {"end_time": hour_str(NOW - timedelta(hours=5))}
+    fault(mode="500", query=params)
+    assert client.get("/scootco/mds/trips", params=other).status_code == 200
+    assert client.get("/scootco/mds/trips", params=params).status_code == 500
+    assert client.get("/scootco/mds/trips", params=params).status_code == 200
     # Python API and the timeout mode (server sleeps 1.5 s here; the client gives up first)
     sim.sim.faults.add("timeout", partner="scootco", path="status")
     with pytest.raises(httpx.ReadTimeout):

@@ -8,13 +8,15 @@ Modes: status faults ``500``, ``429`` (with ``Retry-After``), ``202``, ``timeout
 answers normally); payload faults ``truncated`` (body cut in half), ``extra_field`` (all records),
 ``missing_field``, ``wrong_type``, ``duplicate`` and ``foreign_provider`` (first record, or every
 record with ``"rows": "all"``). Options: ``field`` (which field to damage), ``seconds`` (timeout),
-``retry_after`` (429).
+``retry_after`` (429), ``query`` (match only requests with these query parameters, e.g.
+``{"end_time": "2026-11-03T05"}``: one window, not whatever else asks the partner meanwhile).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +40,11 @@ class Fault:
     times: int | None = 1  # None: until cleared
     options: dict[str, Any] = field(default_factory=dict)
 
-    def matches(self, partner: str, rel_path: str) -> bool:
+    def matches(self, partner: str, rel_path: str, query: Mapping[str, str] | None = None) -> bool:
         if self.partner not in (None, "*", partner):
+            return False
+        wanted = self.options.get("query") or {}
+        if any((query or {}).get(k) != str(v) for k, v in wanted.items()):
             return False
         if self.path in (None, "*"):
             return True
@@ -76,11 +81,11 @@ class FaultInjector:
         with self._lock:
             return [vars(f).copy() for f in self._faults]
 
-    def take(self, partner: str, rel_path: str) -> Fault | None:
+    def take(self, partner: str, rel_path: str, query: Mapping[str, str] | None = None) -> Fault | None:
         """The first pending fault matching this request, consuming one of its uses."""
         with self._lock:
             for f in self._faults:
-                if f.matches(partner, rel_path):
+                if f.matches(partner, rel_path, query):
                     if f.times is not None:
                         f.times -= 1
                         if f.times <= 0:

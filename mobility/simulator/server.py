@@ -197,7 +197,7 @@ def create_app(
                       headers: dict[str, str] | None = None, fault: Any = ...) -> Response:
         """Apply any pending fault, then build, (maybe damage) and serialise the payload."""
         if fault is ...:
-            fault = injector.take(partner, rel)
+            fault = injector.take(partner, rel, request.query_params)
         if fault is not None:
             log.info("fault %s on %s %s", fault.mode, partner, rel)
             if fault.mode == "500":
@@ -278,7 +278,7 @@ def create_app(
         check_version(request)
         hour = parse_hour(request, param)
         # faults come before hour semantics so a forced 202/500 applies to any hour
-        fault = injector.take(partner, rel)
+        fault = injector.take(partner, rel, request.query_params)
         if fault is None:
             hourly_gate(partner, hour)
         return await respond(request, partner, rel, lambda: build(hour), fault=fault)
