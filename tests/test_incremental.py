@@ -168,3 +168,31 @@ def test_rejected_resubmission_keeps_the_window_rows(lake):
     run_dbt(wd, args=FCT)
     fact = _fact(wd)
     assert len(fact) == len(rows) and {r["batch_id"] for r in fact.values()} == {good["rideco"]["batch_id"]}
+
+
+def test_trip_data_tests_check_each_new_batch_once(lake):
+    """Tests on the views before the fact read only the batches it does not hold yet, and fail on them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mobility.warehouse.build import DbtBuildError
+
+    wd, world = lake
+    _land(wd, world, DAY1, {"rideco": "ridehail_trips"})
+    run_dbt(wd, args=FCT)
+    day2 = _land(wd, world, DAY2, {"rideco": "ridehail_trips"})
+    # the new batch's file holds one trip twice (the lake is damaged after landing)
+    (path,) = [p for p in (wd.bronze / "ridehail_trips" / "partner=rideco").glob("*.parquet")
+               if day2["rideco"]["batch_id"] in pq.read_table(p, columns=["batch_id"]).column(0).to_pylist()]
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
+    with pytest.raises(DbtBuildError) as err:
+        run_dbt(wd, args=FCT)
+    assert "unique_stg_ridehail__trips_trip_key" in str(err.value)
+    compiled = next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql")).read_text()
+    assert "batch_id not in (select batch_id from" in compiled and "fct_trips" in compiled
+
+    pq.write_table(table, path)  # repaired: the build passes and the fact holds both days once
+    run_dbt(wd, args=FCT)
+    fact = _fact(wd)
+    assert len(fact) == sum(len(pq.read_table(p)) for p in path.parent.glob("*.parquet"))

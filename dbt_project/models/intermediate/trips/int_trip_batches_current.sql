@@ -1,6 +1,9 @@
 -- The batch whose rows the lake holds now, per trip feed, partner and window: the latest landed
 -- batch of the window (a corrected resubmission replaces the window's bronze file). Rejected
 -- batches and failed fetches land nothing, so they never replace a window's batch.
+-- A table, unlike its folder's views: fct_trips and the tests read it several times per build,
+-- and each read of the view would parse every manifest of the lake again.
+{{ config(materialized='table') }}
 with manifests as (
     select * from {{ ref('stg_lake__manifests') }}
     where feed in ('mds_trips', 'bikeshare_trips', 'ridehail_trips')

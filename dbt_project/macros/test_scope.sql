@@ -1,0 +1,46 @@
+{#
+  Data tests on the trip path check each batch once, when it enters the warehouse, so an
+  incremental day costs the same with 7 or 60 days of history. Landed batches never change (a
+  corrected resubmission is a new batch), so re-testing old ones every build finds nothing new.
+
+  A test opts in with a placeholder as its `where` config:
+  - `__new_trip_batches__`: rows of batches fct_trips does not hold yet, i.e. the batches this
+    build is about to add (tests on the views upstream of the fact run before it is built).
+    Everything on the first build, when fct_trips does not exist.
+  - `__this_run__`: fct_trips rows loaded by this run (all of them on a full refresh).
+  Uniqueness across batches is still tested on all of fct_trips (its trip_key test has no where).
+  dbt calls this macro for every test with a `where` config (dbt docs: "custom where logic").
+#}
+{% macro get_where_subquery(relation) -%}
+  {%- set where = config.get('where', '') -%}
+  {%- if not where -%}
+    {{ return(relation) }}
+  {%- endif -%}
+  {%- if '__new_trip_batches__' in where -%}
+    {%- set fact = _trip_fact_relation() -%}
+    {#- a row without a batch id is never "already held": its not_null test must still see it -#}
+    {%- set scope = ('(batch_id is null or batch_id not in (select batch_id from ' ~ fact ~ '))')
+        if fact is not none else 'true' -%}
+    {%- set where = where | replace('__new_trip_batches__', scope) -%}
+  {%- endif -%}
+  {%- if '__this_run__' in where -%}
+    {%- set where = where | replace('__this_run__',
+        "(loaded_at is null or loaded_at = cast('" ~ run_started_at.isoformat() ~ "' as timestamptz))") -%}
+  {%- endif -%}
+  {%- set filtered -%}
+    (select * from {{ relation }} where {{ where }}) dbt_subquery
+  {%- endset -%}
+  {{ return(filtered) }}
+{%- endmacro %}
+
+
+{#- fct_trips as built so far, or none before its first build; looked up in the graph rather than
+    ref()'d, so tests on its upstream views do not depend on it. -#}
+{% macro _trip_fact_relation() %}
+  {%- for node in graph.nodes.values() -%}
+    {%- if node.resource_type == 'model' and node.name == 'fct_trips' -%}
+      {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias)) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(none) }}
+{% endmacro %}
