@@ -133,6 +133,16 @@ def _exact_time(f: Field, arr: pa.Array) -> pa.Array:
     return ok
 
 
+def distinct_encoded(text: pa.Array) -> pa.DictionaryArray | None:
+    """The column as its distinct values and each row's index into them, when that saves work:
+    text columns mostly repeat a few values (codes, areas, rounded fares, times to the second),
+    and regexes and time parsing cost per value. None for mostly distinct ones (ids)."""
+    if len(text) < 1024:
+        return None
+    encoded = text.dictionary_encode(null_encoding="encode")
+    return encoded if len(encoded.dictionary) <= len(text) * 3 // 4 else None
+
+
 def cleared(f: Field, arr: pa.Array, codes: Mapping[str, frozenset]) -> np.ndarray:
     """True where the value is absent or proven to pass every field rule; False means ask the row check."""
     conds: list[pa.Array] = []
@@ -213,12 +223,16 @@ class ColumnarCheck:
         c, base = self.c, self.rows
         self.extra |= extra
         cols = {f.name: cols.get(f.name) if cols.get(f.name) is not None else pa.nulls(n) for f in c.fields}
+        # dictionary columns: the per-value checks and typing run on their distinct values only
+        encoded = {name: arr for name, arr in cols.items() if isinstance(arr, pa.DictionaryArray)}
+        cols = {name: arr.dictionary_decode() if name in encoded else arr for name, arr in cols.items()}
         sus = np.zeros(n, bool) if suspect is None else suspect.copy()
         for f in c.fields:
             arr = cols[f.name]
             if f.required:
                 sus |= ~arr.is_valid().to_numpy(zero_copy_only=False)
-            sus |= ~cleared(f, arr, c.codes)
+            d = encoded.get(f.name)
+            sus |= ~(cleared(f, d.dictionary, c.codes)[d.indices.to_numpy()] if d else cleared(f, arr, c.codes))
 
         records: dict[int, Any] = {}
         found: dict[int, list[tuple[int, Violation]]] = {}
@@ -267,7 +281,9 @@ class ColumnarCheck:
             self.rejected_records[base + i] = records[i] if i in records else record(i)
 
         clean = ~bad & ~sus
-        table = pa.Table.from_arrays([typed(f, cols[f.name]).filter(pa.array(clean)) for f in c.fields],
+        keep = pa.array(clean)
+        table = pa.Table.from_arrays([typed(f, encoded[f.name].dictionary).take(encoded[f.name].indices.filter(keep))
+                                      if f.name in encoded else typed(f, cols[f.name].filter(keep)) for f in c.fields],
                                      schema=c.arrow_schema())
         rescued = np.flatnonzero(~bad & sus)
         if len(rescued):  # odd but valid values ("1.0" for an integer): typed as the row check types them
@@ -392,7 +408,12 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: st
             suspect = np.zeros(n, bool)
             for name, arr in zip(names, cells):
                 if name in fields:
-                    cols[name], odd = _from_text(fields[name], arr)
+                    d = distinct_encoded(arr)
+                    if d is None:
+                        cols[name], odd = _from_text(fields[name], arr)
+                    else:
+                        values, odd = _from_text(fields[name], d.dictionary)
+                        cols[name], odd = pa.DictionaryArray.from_arrays(d.indices, values), odd[d.indices.to_numpy()]
                     suspect |= odd
 
             def record(i: int, cells=cells) -> dict:
