@@ -51,6 +51,7 @@ from ingest.contracts import (
 from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
 
 CHUNK_ROWS = 131_072
+DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it saves
 CSV_BLOCK_BYTES = 16 << 20
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
@@ -137,7 +138,7 @@ def distinct_encoded(text: pa.Array) -> pa.DictionaryArray | None:
     """The column as its distinct values and each row's index into them, when that saves work:
     text columns mostly repeat a few values (codes, areas, rounded fares, times to the second),
     and regexes and time parsing cost per value. None for mostly distinct ones (ids)."""
-    if len(text) < 1024:
+    if len(text) < DISTINCT_MIN_ROWS:
         return None
     encoded = text.dictionary_encode(null_encoding="encode")
     return encoded if len(encoded.dictionary) <= len(text) * 3 // 4 else None

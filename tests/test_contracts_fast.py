@@ -185,8 +185,11 @@ RIDEHAIL_FAULTS = [
 ]
 
 
+@pytest.mark.parametrize("distinct", [False, True], ids=["per row", "per distinct value"])
 @pytest.mark.parametrize("seed", range(4))
-def test_ridehail_csv_faults_same_verdicts(seed) -> None:
+def test_ridehail_csv_faults_same_verdicts(seed, distinct, monkeypatch) -> None:
+    if distinct:  # columns checked on their distinct values, as big files are
+        monkeypatch.setattr("ingest.columnar.DISTINCT_MIN_ROWS", 0)
     rng = random.Random(seed)
     rows = [ridehail_row(i, rng) for i in range(300)]
     for row in rng.sample(rows, 120):
