@@ -6,8 +6,9 @@ and each field is checked with pyarrow.compute. The vectorised checks only *clea
 they cannot prove good (a bad or odd value, a missing required field, a semantic rule that may
 fail) is handed to the row check's own code (`Contract.row_field_violations`,
 `row_rule_violations`) with the record as `parse_records` would give it, so each violation is
-built by the same code, for the bad rows only. Uniqueness runs across chunks on a set of the
-values seen.
+built by the same code, for the bad rows only. Uniqueness runs across chunks on the distinct
+values seen. Text columns are checked on their distinct values; a JSON record the row check needs
+is parsed alone from its bytes.
 
 `check_payload` is the entry point: it takes the columnar path when the contract and the bytes
 allow it and falls back to `parse_records` + `Contract.check` otherwise (a type the vectorised
