@@ -212,9 +212,7 @@ class ColumnarCheck:
         self.violations: list[Violation] = []
         self.rejected_records: dict[int, Any] = {}
         self.extra: set[str] = set()
-        # unique field -> the distinct values claimed by earlier chunks, kept as Arrow (a Python set
-        # of a million ids would be the biggest thing in memory)
-        self.seen: dict[str, list[pa.Array]] = {f.name: [] for f in contract.fields if f.unique}
+        self.seen: dict[str, set] = {f.name: set() for f in contract.fields if f.unique}
         self.distinct: dict[str, set] = {name: set() for name in track}
 
     def add(self, cols: Mapping[str, pa.Array], n: int, record: Callable[[int], Any],
@@ -257,15 +255,12 @@ class ColumnarCheck:
         for k, f in enumerate(c.fields):
             if not f.unique:
                 continue
-            # rows the row check read: its typed value, or none if the field itself is broken
-            patched = sorted(records)
-            vals = pc.replace_with_mask(
-                cols[f.name], pa.array(np.isin(np.arange(n), patched)),
-                pa.array([None if i not in values or any(kk == k for kk, _ in found[i]) else values[i][k]
-                          for i in patched], cols[f.name].type),
-            ) if patched else cols[f.name]
+            vals = cols[f.name].to_pylist()
+            for i, rec in records.items():
+                broken = i not in values or any(kk == k for kk, _ in found[i])
+                vals[i] = None if broken else values[i][k]
             for i in self._repeats(self.seen[f.name], vals):
-                found.setdefault(i, []).append((k, Violation(base + i, f.name, "unique", _short(vals[i].as_py()))))
+                found.setdefault(i, []).append((k, Violation(base + i, f.name, "unique", _short(vals[i]))))
 
         bad = np.zeros(n, bool)
         bad[[i for i, v in found.items() if v]] = True
@@ -304,22 +299,22 @@ class ColumnarCheck:
         return table
 
     @staticmethod
-    def _repeats(seen: list[pa.Array], vals: pa.Array) -> list[int]:
+    def _repeats(seen: set, vals: list) -> list[int]:
         """Rows whose value an earlier row (this chunk or before) already had; claims the new ones."""
-        if vals.null_count == len(vals):
+        present = [v for v in vals if v is not None]
+        new = set(present)
+        if len(new) == len(present) and seen.isdisjoint(new):
+            seen |= new
             return []
-        encoded = vals.dictionary_encode()
-        codes = pc.fill_null(encoded.indices, -1).to_numpy()
-        present = codes >= 0
-        repeat = present.copy()
-        repeat[np.unique(codes, return_index=True)[1]] = False  # each value's first row in the chunk
-        if seen:
-            before = pc.is_in(encoded.dictionary, value_set=pa.concat_arrays(seen)).to_numpy(zero_copy_only=False)
-            repeat |= present & before[np.where(present, codes, 0)]
-            seen.append(encoded.dictionary.filter(pa.array(~before)))
-        else:
-            seen.append(encoded.dictionary)
-        return np.flatnonzero(repeat).tolist()
+        repeats = []
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if v in seen:
+                repeats.append(i)
+            else:
+                seen.add(v)
+        return repeats
 
     def _rule_flags(self, cols: Mapping[str, pa.Array], n: int) -> np.ndarray:
         """Rows a semantic rule might fail (a superset: the row check decides)."""
