@@ -6,7 +6,7 @@ and each field is checked with pyarrow.compute. The vectorised checks only *clea
 they cannot prove good (a bad or odd value, a missing required field, a semantic rule that may
 fail) is handed to the row check's own code (`Contract.row_field_violations`,
 `row_rule_violations`) with the record as `parse_records` would give it, so each violation is
-built by the same code, for the bad rows only. Uniqueness runs across chunks on the distinct
+built by the same code, for the bad rows only. Uniqueness runs across chunks on a set of the
 values seen. Text columns are checked on their distinct values; a JSON record the row check needs
 is parsed alone from its bytes.
 
