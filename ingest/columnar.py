@@ -7,7 +7,8 @@ they cannot prove good (a bad or odd value, a missing required field, a semantic
 fail) is handed to the row check's own code (`Contract.row_field_violations`,
 `row_rule_violations`) with the record as `parse_records` would give it, so each violation is
 built by the same code, for the bad rows only. Uniqueness runs across chunks on a set of the
-values seen.
+values seen. Text columns are checked on their distinct values; a JSON record the row check needs
+is parsed alone from its bytes.
 
 `check_payload` is the entry point: it takes the columnar path when the contract and the bytes
 allow it and falls back to `parse_records` + `Contract.check` otherwise (a type the vectorised
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from ingest.contracts import (
 from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
 
 CHUNK_ROWS = 131_072
+DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it saves
 CSV_BLOCK_BYTES = 16 << 20
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
@@ -132,6 +135,16 @@ def _exact_time(f: Field, arr: pa.Array) -> pa.Array:
     return ok
 
 
+def distinct_encoded(text: pa.Array) -> pa.DictionaryArray | None:
+    """The column as its distinct values and each row's index into them, when that saves work:
+    text columns mostly repeat a few values (codes, areas, rounded fares, times to the second),
+    and regexes and time parsing cost per value. None for mostly distinct ones (ids)."""
+    if len(text) < DISTINCT_MIN_ROWS:
+        return None
+    encoded = text.dictionary_encode(null_encoding="encode")
+    return encoded if len(encoded.dictionary) <= len(text) * 3 // 4 else None
+
+
 def cleared(f: Field, arr: pa.Array, codes: Mapping[str, frozenset]) -> np.ndarray:
     """True where the value is absent or proven to pass every field rule; False means ask the row check."""
     conds: list[pa.Array] = []
@@ -212,12 +225,16 @@ class ColumnarCheck:
         c, base = self.c, self.rows
         self.extra |= extra
         cols = {f.name: cols.get(f.name) if cols.get(f.name) is not None else pa.nulls(n) for f in c.fields}
+        # dictionary columns: the per-value checks and typing run on their distinct values only
+        encoded = {name: arr for name, arr in cols.items() if isinstance(arr, pa.DictionaryArray)}
+        cols = {name: arr.dictionary_decode() if name in encoded else arr for name, arr in cols.items()}
         sus = np.zeros(n, bool) if suspect is None else suspect.copy()
         for f in c.fields:
             arr = cols[f.name]
             if f.required:
                 sus |= ~arr.is_valid().to_numpy(zero_copy_only=False)
-            sus |= ~cleared(f, arr, c.codes)
+            d = encoded.get(f.name)
+            sus |= ~(cleared(f, d.dictionary, c.codes)[d.indices.to_numpy()] if d else cleared(f, arr, c.codes))
 
         records: dict[int, Any] = {}
         found: dict[int, list[tuple[int, Violation]]] = {}
@@ -266,7 +283,9 @@ class ColumnarCheck:
             self.rejected_records[base + i] = records[i] if i in records else record(i)
 
         clean = ~bad & ~sus
-        table = pa.Table.from_arrays([typed(f, cols[f.name]).filter(pa.array(clean)) for f in c.fields],
+        keep = pa.array(clean)
+        table = pa.Table.from_arrays([typed(f, encoded[f.name].dictionary).take(encoded[f.name].indices.filter(keep))
+                                      if f.name in encoded else typed(f, cols[f.name].filter(keep)) for f in c.fields],
                                      schema=c.arrow_schema())
         rescued = np.flatnonzero(~bad & sus)
         if len(rescued):  # odd but valid values ("1.0" for an integer): typed as the row check types them
@@ -391,7 +410,12 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: st
             suspect = np.zeros(n, bool)
             for name, arr in zip(names, cells):
                 if name in fields:
-                    cols[name], odd = _from_text(fields[name], arr)
+                    d = distinct_encoded(arr)
+                    if d is None:
+                        cols[name], odd = _from_text(fields[name], arr)
+                    else:
+                        values, odd = _from_text(fields[name], d.dictionary)
+                        cols[name], odd = pa.DictionaryArray.from_arrays(d.indices, values), odd[d.indices.to_numpy()]
                     suspect |= odd
 
             def record(i: int, cells=cells) -> dict:
@@ -468,22 +492,20 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     if not pa.types.is_struct(records.type):
         raise Unsupported("records are not objects")
     extra = frozenset(records.type.field(j).name for j in range(records.type.num_fields)) - contract.top_level
+    spans: list[tuple[np.ndarray, np.ndarray] | None] = []
     parsed: list[Any] = []
 
-    def python_records() -> list[Any]:
-        if not parsed:  # only when some row needs the row check: the records exactly as json.loads gives them
+    def python_record(i: int) -> Any:
+        """Record i exactly as json.loads gives it; only rows the row check needs are parsed."""
+        if not spans:
+            spans.append(_record_spans(raw, parts, len(records)))
+        if spans[0] is not None:
+            return json.loads(raw[spans[0][0][i]:spans[0][1][i]])
+        if not parsed:  # a layout the scan is unsure of: the whole document, once
             from ingest.payloads import _json_records
-            import orjson
 
-            try:
-                tree = orjson.loads(raw)
-                got = tree
-                for p in parts:
-                    got = got[p]
-                parsed.extend(got)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                parsed.extend(_json_records(contract, raw))
-        return parsed
+            parsed.extend(_json_records(contract, raw))
+        return parsed[i]
 
     for start in range(0, len(records), CHUNK_ROWS):
         chunk = records.slice(start, CHUNK_ROWS)
@@ -491,8 +513,72 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
         cols = {f.name: _leaf(chunk, f.path) for f in contract.fields}
         suspect = ~chunk.is_valid().to_numpy(zero_copy_only=False)
         # a field present in some rows as null and missing in others reads the same: null both ways
-        yield check.add(cols, n, lambda i, s=start: python_records()[s + i], suspect,
+        yield check.add(cols, n, lambda i, s=start: python_record(s + i), suspect,
                         extra if n and chunk.null_count < n else frozenset())
+
+
+_STRUCTURAL = np.zeros(256, bool)
+_STRUCTURAL[list(b"{}[],")] = True
+
+
+def _backslashes_before(raw: bytes, pos: int) -> int:
+    k = pos
+    while k and raw[k - 1] == 0x5C:
+        k -= 1
+    return pos - k
+
+
+def _record_spans(raw: bytes, parts: list[str], count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Byte spans [start, end) of the `count` records in the list at key path `parts`, or None.
+
+    A vectorised scan of the JSON structure: the unescaped quotes delimit strings, the brackets,
+    braces and commas outside them give each mark's depth. None when the layout is not plain enough
+    to be sure (a key met twice, another count of records): the caller then parses the document.
+    """
+    b = np.frombuffer(raw, np.uint8)
+    quotes = np.flatnonzero(b == ord('"'))
+    escaped = quotes[quotes > 0]
+    escaped = escaped[b[escaped - 1] == ord("\\")]
+    if len(escaped):  # a quote after an odd run of backslashes is inside a string
+        odd = [q for q in escaped.tolist() if _backslashes_before(raw, q) % 2]
+        quotes = np.setdiff1d(quotes, np.array(odd, quotes.dtype), assume_unique=True)
+    if len(quotes) % 2:
+        return None
+    marks = np.flatnonzero(_STRUCTURAL[b])
+    marks = marks[np.searchsorted(quotes, marks) % 2 == 0]
+    chars = b[marks]
+    step = np.isin(chars, list(b"{[")).astype(np.int64) - np.isin(chars, list(b"}]"))
+    depth = np.cumsum(step) - step  # open containers before each mark
+
+    def close_of(i: int) -> int | None:
+        after = np.flatnonzero((step[i + 1:] == -1) & (depth[i + 1:] == depth[i] + 1))
+        return i + 1 + int(after[0]) if len(after) else None
+
+    if not len(marks) or chars[0] != ord("{") or b[:marks[0]].tobytes().strip():
+        return None
+    node, end = 0, close_of(0)
+    for p in parts:
+        if end is None:
+            return None
+        children = node + 1 + np.flatnonzero((step[node + 1:end] == 1) & (depth[node + 1:end] == depth[node] + 1))
+        found = []
+        for i in children.tolist():
+            k = int(np.searchsorted(quotes, marks[i])) - 1
+            if k < 1 or k % 2 == 0 or raw[quotes[k] + 1:marks[i]].strip() != b":":
+                return None
+            if json.loads(raw[quotes[k - 1]:quotes[k] + 1]) == p:
+                found.append(i)
+        if len(found) != 1:
+            return None
+        node, end = found[0], close_of(found[0])
+    if end is None or chars[node] != ord("["):
+        return None
+    commas = node + 1 + np.flatnonzero((chars[node + 1:end] == ord(",")) & (depth[node + 1:end] == depth[node] + 1))
+    starts = np.concatenate([[marks[node] + 1], marks[commas] + 1])
+    ends = np.concatenate([marks[commas], [marks[end]]])
+    if not len(commas) and not raw[starts[0]:ends[0]].strip():
+        starts, ends = starts[:0], ends[:0]
+    return (starts, ends) if len(starts) == count else None
 
 
 def _leaf(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array | None:

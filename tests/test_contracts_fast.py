@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingest.columnar import check_payload
+from ingest.columnar import _record_spans, check_payload
 from ingest.contracts import load_contract
 from ingest.payloads import PayloadError, parse_records
 from mds_records import HOUR, T0, trip
@@ -111,6 +111,24 @@ def test_mds_non_object_record_is_named() -> None:
     assert [(v.row, v.rule) for v in fast.result.violations] == [(1, "type:object")]
 
 
+@pytest.mark.parametrize("layout", ["plain", "tricky strings", "indented", "scan unsure"])
+def test_mds_rejected_records_read_back_exactly(layout, monkeypatch) -> None:
+    """Rejected rows are parsed alone from their bytes (found by a scan of the JSON structure),
+    or from the whole document when the scan is unsure: either way as json.loads gives them."""
+    recs = [trip(PID, i) for i in range(40)]
+    for i in range(0, 40, 7):
+        recs[i]["duration"] = -1
+    if layout == "tricky strings":  # quotes, backslashes and structure inside strings
+        for i, text in enumerate(['a"b', "c\\", '[{,}]', '\\"]', "é\u2028x"]):
+            recs[3 * i]["note"] = {"text": text, "list": [text, text], "more": [{"x": [1, 2]}]}
+    doc = {"version": "2.0.0", "links": [{"trips": [1]}], "trips": recs}
+    raw = json.dumps(doc, indent=2 if layout == "indented" else None, ensure_ascii=False).encode()
+    if layout == "scan unsure":
+        monkeypatch.setattr("ingest.columnar._record_spans", lambda *args: None)
+    fast = assert_same(MDS, raw, (HOUR.start, HOUR.end))
+    assert fast.result.rows_rejected == 6
+
+
 @pytest.mark.parametrize("fault", [
     {"duration": "600"}, {"duration": 600.0}, {"duration": True}, {"trip_type": ["rider", 3]},
     {"start_location": [41.8, -87.6]}, {"start_time": 2**64},
@@ -167,8 +185,11 @@ RIDEHAIL_FAULTS = [
 ]
 
 
+@pytest.mark.parametrize("distinct", [False, True], ids=["per row", "per distinct value"])
 @pytest.mark.parametrize("seed", range(4))
-def test_ridehail_csv_faults_same_verdicts(seed) -> None:
+def test_ridehail_csv_faults_same_verdicts(seed, distinct, monkeypatch) -> None:
+    if distinct:  # columns checked on their distinct values, as big files are
+        monkeypatch.setattr("ingest.columnar.DISTINCT_MIN_ROWS", 0)
     rng = random.Random(seed)
     rows = [ridehail_row(i, rng) for i in range(300)]
     for row in rng.sample(rows, 120):
@@ -267,3 +288,12 @@ def test_real_gbfs_and_gtfs_files_same_verdicts(shared_data) -> None:
                     check_payload(table, raw)
                 continue
             assert_same(table, raw, None, path=check_payload(table, raw).path)
+
+
+def test_record_spans_of_plain_and_ambiguous_layouts() -> None:
+    raw = b' {"a": "[\\"x", "trips" : [ {"b": [1, {"c": ","}]}, null ,"s\\\\"], "z": {}}'
+    starts, ends = _record_spans(raw, ["trips"], 3)
+    assert [json.loads(raw[s:e]) for s, e in zip(starts, ends)] == [{"b": [1, {"c": ","}]}, None, "s\\"]
+    assert _record_spans(b'{"trips": []}', ["trips"], 0)[0].size == 0
+    assert _record_spans(b'{"trips": [1], "trips": [2]}', ["trips"], 1) is None  # json.loads keeps the last
+    assert _record_spans(b'{"trips": [1, 2]}', ["trips"], 3) is None  # not the count pyarrow read

@@ -1,13 +1,15 @@
 """Landing under contract: typed bronze, quarantine with reasons, idempotence, identity."""
 
+import hmac
 import json
 import uuid
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.contracts import ContractNotFound, load_contract
-from ingest.landing import Lake, land_batch
+from ingest.landing import Lake, land_batch, pseudonymise
 from mobility.registry import load_registry
 from mobility.settings import Workdir
 from mds_records import HOUR, T0, payload, trip
@@ -43,6 +45,15 @@ def test_good_batch_lands_typed_and_pseudonymised(wd, scootco):
     assert not raw_ids & set(table.column("trip_id").to_pylist())  # pseudonymised
     assert all(len(t) == 32 for t in table.column("trip_id").to_pylist())
     assert (wd.root / m["raw_path"]).read_bytes() == payload([trip(pid, i) for i in range(5)])
+
+
+@pytest.mark.parametrize("key", [b"k", b"test-key", b"k" * 64, b"k" * 65, "cl\u00e9".encode()])
+def test_pseudonyms_are_hmac_sha256_of_the_id(key):
+    """The vectorised keyed hash gives exactly HMAC-SHA256 (hex, 128 bits), so pseudonyms of ids
+    already landed stay the same."""
+    ids = ["a-trip", "", "\u00e9\u2603\U0001f600", "x" * 200, None, "a-trip", *(str(uuid.UUID(int=i)) for i in range(300))]
+    expected = [None if v is None else hmac.digest(key, v.encode(), "sha256").hex()[:32] for v in ids]
+    assert pseudonymise(pa.array(ids), key).to_pylist() == expected
 
 
 def test_bad_rows_are_quarantined_with_row_field_and_rule(wd, scootco):
