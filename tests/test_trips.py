@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from mobility.settings import REGISTRY_PATH, Workdir
+from partner_secrets import SECRETS
 
 SEED, SCALE, K = 5, 0.2, 10
 DAY = date(2026, 11, 3)
@@ -42,9 +43,8 @@ def built(tmp_path_factory, city_dir):
     shutil.copytree(city_dir.city, wd.city)
     world = build_world(wd, SEED, load_demo_partners(REGISTRY_PATH), scale=SCALE)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SCOOTCO_MDS_TOKEN", "scoot-secret")
-        mp.setenv("ZOOMRIDE_MDS_TOKEN", "zoom-secret")
-        mp.setenv("MOBILITY_PSEUDONYM_KEY", "k")
+        for name, value in SECRETS.items():
+            mp.setenv(name, value)
         with running_simulator(wd, seed=SEED, scale=SCALE, world=world, timeout_s=3) as url:
             mp.setenv("MOBILITY_PARTNER_BASE_URL", url)
             for operator in ("scootco", "zoomride"):
