@@ -1,4 +1,8 @@
 -- One record per landed batch, with window and processing times as timestamps.
+-- A table, unlike the other staging models: the lake holds one small JSON file per batch, and a
+-- view would parse all of them again on every read (the trip batches, feed health, compliance
+-- and this model's tests read it).
+{{ config(materialized='table') }}
 with source as (
     {{ lake_source('lake', 'manifests') }}
 ),
