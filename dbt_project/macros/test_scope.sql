@@ -1,13 +1,15 @@
 {#
-  Data tests on the trip path check each batch once, when it enters the warehouse, so an
-  incremental day costs the same with 7 or 60 days of history. Landed batches never change (a
-  corrected resubmission is a new batch), so re-testing old ones every build finds nothing new.
+  Data tests on the trip path check each batch when it enters the warehouse, so an incremental day
+  costs the same with 7 or 60 days of history. Landed batches never change (a corrected
+  resubmission is a new batch), so re-testing old ones every build finds nothing new.
 
   A test opts in with a placeholder as its `where` config:
-  - `__new_trip_batches__`: rows of batches fct_trips does not hold yet, i.e. the batches this
-    build is about to add (tests on the views upstream of the fact run before it is built).
-    Everything on the first build, when fct_trips does not exist.
-  - `__this_run__`: fct_trips rows loaded by this run (all of them on a full refresh).
+  - `__new_trip_batches__`: rows of batches fct_trips does not hold yet (the ones this build is
+    about to add: tests on the views upstream of the fact run before it is built), and of the
+    batches its latest load added, so a `dbt test` after a build checks that build's batches.
+    Everything before fct_trips exists.
+  - `__latest_load__`: fct_trips rows of its latest load (this run's, in a build that adds rows;
+    all of them after a full refresh).
   Uniqueness across batches is still tested on all of fct_trips (its trip_key test has no where).
   dbt calls this macro for every test with a `where` config (dbt docs: "custom where logic").
 #}
@@ -19,13 +21,13 @@
   {%- if '__new_trip_batches__' in where -%}
     {%- set fact = _trip_fact_relation() -%}
     {#- a row without a batch id is never "already held": its not_null test must still see it -#}
-    {%- set scope = ('(batch_id is null or batch_id not in (select batch_id from ' ~ fact ~ '))')
-        if fact is not none else 'true' -%}
+    {%- set scope = ('(batch_id is null or batch_id not in (select batch_id from ' ~ fact
+        ~ ' where loaded_at < (select max(loaded_at) from ' ~ fact ~ ')))') if fact is not none else 'true' -%}
     {%- set where = where | replace('__new_trip_batches__', scope) -%}
   {%- endif -%}
-  {%- if '__this_run__' in where -%}
-    {%- set where = where | replace('__this_run__',
-        "(loaded_at is null or loaded_at = cast('" ~ run_started_at.isoformat() ~ "' as timestamptz))") -%}
+  {%- if '__latest_load__' in where -%}
+    {%- set where = where | replace('__latest_load__',
+        '(loaded_at is null or loaded_at = (select max(loaded_at) from ' ~ relation ~ '))') -%}
   {%- endif -%}
   {%- set filtered -%}
     (select * from {{ relation }} where {{ where }}) dbt_subquery
