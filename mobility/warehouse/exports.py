@@ -34,7 +34,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,26 +212,84 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _write_partitions(con, relation: str, folder: Path, parts: list[str], batched: bool) -> None:
-    """Write ``parts`` of ``relation`` (an export table) as ``folder/<part>.parquet``, in one COPY."""
+def _write_partitions(con, select: str, folder: Path, parts: list[str]) -> None:
+    """Write the rows of ``select`` (which has a ``__partition`` column) as ``folder/<part>.parquet``
+    for each of ``parts``, in one COPY; the partition column is not written."""
     if not parts:
         return
-    if not batched:  # one partition: the whole relation
-        (part,) = parts
-        con.execute(f"copy {relation} to {_sql_string(str(folder / f'{part}.parquet'))} (format parquet)")
-        return
     staging = folder / ".partitions"
-    part = partition_sql(_ident(BATCH_COLUMN))
     con.execute(
-        f"copy (select *, {part} as __partition from {relation} where {part} in {_sql_list(parts)}) "
-        f"to {_sql_string(str(staging))} (format parquet, partition_by (__partition), write_partition_columns false)"
+        f"copy (select * from ({select}) where __partition in {_sql_list(parts)}) to {_sql_string(str(staging))} "
+        "(format parquet, partition_by (__partition), write_partition_columns false)"
     )
     for name in parts:
         written = sorted((staging / f"__partition={name}").glob("*.parquet"))
         if len(written) != 1:
-            raise ExportError(f"{relation}: expected one Parquet file for partition {name}, found {len(written)}")
+            raise ExportError(f"{folder.name}: expected one Parquet file for partition {name}, found {len(written)}")
         os.replace(written[0], folder / f"{name}.parquet")
     shutil.rmtree(staging)
+
+
+@dataclass
+class _Plan:
+    """What one partner's export does with one detail relation."""
+
+    incremental: bool  # build on the previous export's table; else written whole from the warehouse
+    kept: list[str]  # partitions kept as they are (rows in the copied DuckDB file, Parquet hard-linked)
+    stale: list[str]  # partitions whose rows are deleted (changed or gone)
+    fresh: list[str]  # partitions written (their rows from the warehouse)
+
+
+def _plan(relation: DetailRelation, partner_id: str, prev: dict | None, previous: Path | None) -> _Plan:
+    current = relation.of(partner_id)
+    before = (prev or {}).get("relations", {}).get(relation.name)
+    if not (relation.reusable and before is not None and before.get("signature") == relation.signature):
+        return _Plan(False, [], [], sorted(current))
+    prev_parts: dict[str, dict] = before.get("partitions", {})
+    old_folder = previous / "parquet" / relation.name
+    kept = sorted(
+        p for p, now in current.items()
+        if now.fingerprint is not None and prev_parts.get(p, {}).get("fingerprint") == now.fingerprint
+        and (old_folder / f"{p}.parquet").is_file()
+    )
+    stale = sorted((set(prev_parts) | set(current)) - set(kept))
+    return _Plan(True, kept, stale, sorted(set(current) - set(kept)))
+
+
+def _batch_filter(batches: list[str]) -> str:
+    """SQL selecting rows of ``batches``: the IN list, behind one range per batch-id prefix (partner and
+    feed, before the window's day). Ranges reach a Parquet scan as filters on its row-group statistics
+    (a bronze file holds one batch), so files of other days are skipped unread; an IN list does not."""
+    groups: dict[str, list[str]] = {}
+    for batch in batches:
+        found = re.search(_DAY_RE, batch)
+        groups.setdefault(batch[: found.start()] if found else batch, []).append(batch)
+    column = _ident(BATCH_COLUMN)
+    ranges = " or ".join(
+        f"{column} between {_sql_string(min(ids))} and {_sql_string(max(ids))}" for ids in groups.values()
+    )
+    return f"({ranges}) and {column} in {_sql_list(batches)}"
+
+
+def _changed_rows(con, detail: dict[str, DetailRelation], plans: dict[str, dict[str, _Plan]], scratch: Path) -> dict[str, str]:
+    """The warehouse's rows of every partition some export rebuilds incrementally, read once for all
+    partners into a scratch DuckDB file (with their ``__partition``); relation -> scratch table."""
+    out: dict[str, str] = {}
+    for table, relation in detail.items():
+        batches = sorted({
+            b for partner, tables in plans.items() if tables[table].incremental
+            for p in tables[table].fresh for b in relation.of(partner)[p].batches
+        })
+        if not batches:
+            continue
+        if not out:
+            con.execute(f"attach {_sql_string(str(scratch))} as scratch")
+        con.execute(
+            f"create table scratch.main.{_ident(table)} as select *, {partition_sql(_ident(BATCH_COLUMN))} as __partition "
+            f"from wh.main.{_ident(table)} where {_batch_filter(batches)}"
+        )
+        out[table] = f"scratch.main.{_ident(table)}"
+    return out
 
 
 def _export_into(
@@ -239,6 +299,8 @@ def _export_into(
     *,
     docs: dict[str, dict],
     detail: dict[str, DetailRelation],
+    plans: dict[str, _Plan],
+    changed: dict[str, str],
     aggregates: dict[str, list[str]],
     previous: Path | None,
     publication_parquet: Path | None,
@@ -249,10 +311,10 @@ def _export_into(
     parquet.mkdir(parents=True)
     held: dict[str, dict[str, int]] = {OWN_DETAIL: {}, CONSORTIUM: {}}
     state: dict = {"version": STATE_VERSION, "relations": {}}
-    prev = _previous_state(previous)
-    if prev is not None:
+    if any(plan.incremental for plan in plans.values()):
         shutil.copyfile(previous / EXPORT_DB, folder / EXPORT_DB)  # a new file: the old one is never written
     reused = rewritten = 0
+    partner = _sql_string(partner_id)
     con.execute(f"attach {_sql_string(str(folder / EXPORT_DB))} as export")
     try:
         con.execute("begin transaction")  # one commit for the whole export, not one per statement
@@ -272,37 +334,27 @@ def _export_into(
         for table, relation in detail.items():
             target, source = f"export.main.{_ident(table)}", f"wh.main.{_ident(table)}"
             current = relation.of(partner_id)
-            before = (prev or {}).get("relations", {}).get(table)
-            prev_parts: dict[str, dict] = (before or {}).get("partitions", {})
-            old_folder = previous / "parquet" / table if previous is not None else None
-            incremental = (
-                relation.reusable and before is not None and before.get("signature") == relation.signature
-                and table in existing
-            )
-            if incremental:
-                kept = [
-                    p for p, now in current.items()
-                    if now.fingerprint is not None and prev_parts.get(p, {}).get("fingerprint") == now.fingerprint
-                    and (old_folder / f"{p}.parquet").is_file()
-                ]
-                stale = sorted((set(prev_parts) | set(current)) - set(kept))
-                if stale:
-                    con.execute(f"delete from {target} where {partition_sql(_ident(BATCH_COLUMN))} in {_sql_list(stale)}")
-                    batches = [b for p in stale if p in current for b in current[p].batches]
-                    if batches:  # the batch ids as constants reach the lake's Parquet scans (row-group statistics)
-                        con.execute(
-                            f"insert into {target} select * from {source} where {_ident(PARTNER_COLUMN)} = "
-                            f"{_sql_string(partner_id)} and {_ident(BATCH_COLUMN)} in {_sql_list(batches)}"
-                        )
+            plan = plans[table]
+            if plan.incremental and table not in existing:
+                raise ExportError(f"{previous}: {EXPORT_RECORD} lists {table}, its {EXPORT_DB} does not hold it")
+            if plan.incremental:
+                if plan.stale:
+                    con.execute(f"delete from {target} where {partition_sql(_ident(BATCH_COLUMN))} in {_sql_list(plan.stale)}")
+                fresh = (f"select * from {changed[table]} where {_ident(PARTNER_COLUMN)} = {partner}"
+                         if plan.fresh else None)
+                if fresh:
+                    con.execute(f"insert into {target} select * exclude (__partition) from ({fresh}) "
+                                f"where __partition in {_sql_list(plan.fresh)}")
             else:
-                kept = []
                 if table in existing:
                     con.execute(f"drop table {target}")
                 # a partner without rows here gets the relation's columns without reading it
-                where = f"{_ident(PARTNER_COLUMN)} = {_sql_string(partner_id)}" if current else "false"
+                where = f"{_ident(PARTNER_COLUMN)} = {partner}" if current else "false"
                 con.execute(f"create table {target} as select * from {source} where {where}")
-            if not incremental or table not in existing:
                 _describe(con, target, relation.columns, docs.get(table, {}))
+                batched = BATCH_COLUMN in relation.columns
+                fresh = f"select *, {partition_sql(_ident(BATCH_COLUMN)) if batched else _sql_string(WHOLE)} " \
+                        f"as __partition from {target}"
             rows = con.execute(f"select count(*) from {target}").fetchone()[0]
             expected = sum(p.rows for p in current.values())
             if rows != expected:
@@ -310,18 +362,17 @@ def _export_into(
             held[OWN_DETAIL][table] = rows
             out = parquet / table
             out.mkdir()
-            for p in kept:
-                _link_or_copy(old_folder / f"{p}.parquet", out / f"{p}.parquet")
+            for p in plan.kept:
+                _link_or_copy(previous / "parquet" / table / f"{p}.parquet", out / f"{p}.parquet")
             if current:
-                _write_partitions(con, target, out, sorted(set(current) - set(kept)),
-                                  batched=BATCH_COLUMN in relation.columns)
-            elif incremental and not prev_parts and (old_folder / f"{EMPTY}.parquet").is_file():
-                _link_or_copy(old_folder / f"{EMPTY}.parquet", out / f"{EMPTY}.parquet")
+                _write_partitions(con, fresh, out, plan.fresh)
+            elif plan.incremental and (previous / "parquet" / table / f"{EMPTY}.parquet").is_file():
+                _link_or_copy(previous / "parquet" / table / f"{EMPTY}.parquet", out / f"{EMPTY}.parquet")
             else:  # no row of this partner: the relation's columns, so every table can be read
                 con.execute(f"copy (select * from {target} limit 0) to "
                             f"{_sql_string(str(out / f'{EMPTY}.parquet'))} (format parquet)")
-            reused += len(kept)
-            rewritten += len(current) - len(kept)
+            reused += len(plan.kept)
+            rewritten += len(plan.fresh)
             state["relations"][table] = {
                 "signature": relation.signature,
                 "partitions": {p: {"rows": now.rows, "fingerprint": now.fingerprint}
@@ -420,22 +471,34 @@ def _write_exports(
     out = {}
     con = _connect(warehouse, publication)
     try:
+        started = time.perf_counter()
         detail = detail_relations(con, "wh")  # one read of every detail relation's batch ids, all partners
+        log.info("partitions of %d detail relation(s) read in %.2f s", len(detail), time.perf_counter() - started)
         pub_columns = _all_columns(con, "pub")
         aggregates = {t: [c for c, _ in pub_columns[t]] for t in _tables(con, "pub")}
         clash = sorted(set(detail) & set(aggregates))
         if clash:
             raise ExportError(f"{clash} are both partner detail and published aggregates; rename the detail model")
+        folders = {p: root / (names or {}).get(p, p) for p in partners}
+        befores = {p: previous / folders[p].name if previous is not None else None for p in partners}
+        plans = {}
         for partner_id in partners:
-            name = (names or {}).get(partner_id, partner_id)
-            folder = root / name
+            prev = _previous_state(befores[partner_id])
+            plans[partner_id] = {t: _plan(r, partner_id, prev, befores[partner_id]) for t, r in detail.items()}
+        started = time.perf_counter()
+        changed = _changed_rows(con, detail, plans, root / ".changed.duckdb")
+        log.info("changed rows of %d detail relation(s) read in %.2f s", len(changed), time.perf_counter() - started)
+        for partner_id in partners:
             held, state, reused, rewritten = _export_into(
-                con, partner_id, folder, docs=docs, detail=detail, aggregates=aggregates,
-                previous=previous / name if previous is not None else None, publication_parquet=publication_parquet,
+                con, partner_id, folders[partner_id], docs=docs, detail=detail, plans=plans[partner_id],
+                changed=changed, aggregates=aggregates, previous=befores[partner_id],
+                publication_parquet=publication_parquet,
             )
-            out[partner_id] = _write_record(folder, partner_id, published_at, k, held, state)
+            out[partner_id] = _write_record(folders[partner_id], partner_id, published_at, k, held, state)
             log.info("partner export %s: %s own detail row(s); %d detail partition(s) reused, %d written",
                      partner_id, sum(held[OWN_DETAIL].values()), reused, rewritten)
     finally:
         con.close()
+        for path in (root / ".changed.duckdb", root / ".changed.duckdb.wal"):
+            path.unlink(missing_ok=True)
     return out
