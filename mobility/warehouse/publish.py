@@ -7,6 +7,12 @@ first (it is the publication of record), then the ``parquet`` symlink (one renam
 set of files), then the ``partners`` symlink (every partner export, see ``exports``), then
 ``publication.json``, which records what was published.
 
+Partner exports are built on the live ones (``reuse=True``, the default): each starts from a copy
+of the previous export's DuckDB file and hard links to its Parquet partitions, and only the detail
+partitions whose batches changed are written again; the live files are only read. ``reuse=False``
+writes every export from scratch (e.g. after re-landing batches under a rotated pseudonymisation
+key, which changes rows without changing batch ids). Both give the same publication.
+
 Each table's published time grain (``day`` or ``hour``: no timestamp finer than it) is declared in
 its dbt model's ``meta: {published_grain: ...}`` and recorded in ``publication.json`` for the
 privacy scan; undeclared tables get the consortium's finest published grain, the hour.
