@@ -586,6 +586,9 @@ def bench_scale(root: Path, *, trips_per_day: int, day: date, history: list[int]
             console.log("building the warehouse on the history (untimed)")
             env = {**os.environ, **wd.env(), "MOBILITY_PARTNER_BASE_URL": base_url}
             setup["warehouse_build_s"] = run_stage("dbt_build", wd, start, end, env).process_s
+            # and the publication of the history, which the measured publish builds upon
+            console.log("publishing the history (untimed)")
+            setup["publish_s"] = run_stage("publish", wd, start, end, env).process_s
             console.log(f"measured day {day} with {n} day(s) of history")
             run = measure_day(wd, day=day, tz_name=tz_name, base_url=base_url, console=console)
             run.update(trips_per_day=trips_per_day, scale=scale, history_days=n,

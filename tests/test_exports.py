@@ -62,10 +62,13 @@ def test_every_registry_partner_gets_a_read_only_export(published: Workdir) -> N
         held = json.loads((folder / EXPORT_RECORD).read_text())
         assert held["partner_id"] == partner and held["k"] == record["k"]
         assert held[CONSORTIUM] == record["tables"]
-        parquet = {p.stem for p in (folder / "parquet").glob("*.parquet")}
-        assert parquet == set(held[OWN_DETAIL]) | set(held[CONSORTIUM])
+        # aggregates one file each; own detail one folder each, a file per partition (batch day)
+        aggregates = {p.stem for p in (folder / "parquet").glob("*.parquet")}
+        detail = {p.name for p in (folder / "parquet").iterdir() if p.is_dir()}
+        assert aggregates == set(held[CONSORTIUM]) and detail == set(held[OWN_DETAIL])
+        assert all(any((folder / "parquet" / table).glob("*.parquet")) for table in detail)
         tables = {r[0] for r in _rows(folder / EXPORT_DB, "select table_name from duckdb_tables()")}
-        assert tables == parquet
+        assert tables == aggregates | detail
 
 
 def test_own_detail_is_every_partner_relation_and_only_the_partners_rows(published: Workdir) -> None:
@@ -83,6 +86,9 @@ def test_own_detail_is_every_partner_relation_and_only_the_partners_rows(publish
             expected = _rows(published.warehouse, query, [partner])
             assert mine == expected, table
             assert held[OWN_DETAIL][table] == len(mine)
+            parquet = str(_export(published, partner) / "parquet" / table / "*.parquet")
+            from_parquet = _rows(export, query.replace(f'"{table}"', "read_parquet(?)"), [parquet, partner])
+            assert from_parquet == expected, table
         assert held[OWN_DETAIL]["fct_trips"] > 0
 
 

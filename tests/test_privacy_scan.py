@@ -101,7 +101,10 @@ def test_scan_covers_every_table_of_the_warehouse_and_every_partner_export(publi
     for partner, held in record["partners"].items():
         for table in (*held["own_detail"], *held["consortium_aggregates"]):
             assert f"{PARTNERS_DIR}/{partner}/{EXPORT_DB} [{table}]" in scanned
+        for table in held["consortium_aggregates"]:
             assert f"{PARTNERS_DIR}/{partner}/parquet/{table}.parquet [{table}]" in scanned
+        for table in held["own_detail"]:  # a folder of partitions, scanned as one table
+            assert f"{PARTNERS_DIR}/{partner}/parquet/{table} [{table}]" in scanned
     # the partners' own detail is there to be scanned: trip-level rows of both operators
     for partner in MDS_OPERATORS:
         assert record["partners"][partner]["own_detail"]["fct_trips"] > 0
@@ -209,16 +212,32 @@ def test_small_counts_are_reported(published: Workdir, tmp_path: Path) -> None:
     assert not _findings(_scan(folder, published, k=3), "small_count")
 
 
+def _partition(folder: Path, table: str) -> Path:
+    """The first Parquet file of a partner's detail relation (one file per partition)."""
+    return sorted((folder / "parquet" / table).glob("*.parquet"))[0]
+
+
 def test_another_partners_rows_in_an_export_are_reported(published: Workdir, tmp_path: Path) -> None:
     folder = _copy_export(published, "scootco", tmp_path / "scootco")
-    other = published.published / PARTNERS_DIR / "zoomride" / "parquet" / "fct_trips.parquet"
-    target = folder / "parquet" / "fct_trips.parquet"
+    other = published.published / PARTNERS_DIR / "zoomride" / "parquet" / "fct_trips" / "*.parquet"
+    target = _partition(folder, "fct_trips")
     _rewrite_parquet(target, f"select * from {{t}} union all select * from read_parquet({_lit(str(other))})")
     report = _scan(folder, published)
     [finding] = _findings(report, "other_partner_row")
-    assert (finding.source, finding.table, finding.example) == ("parquet/fct_trips.parquet", "fct_trips", "zoomride")
+    assert (finding.source, finding.table, finding.example) == ("parquet/fct_trips", "fct_trips", "zoomride")
     assert finding.rows > 0
     assert {f.column for f in _findings(report, "other_partner_id")} == {"trip_id"}  # zoomride's landed trip ids
+
+
+def test_another_partners_rows_in_any_partition_of_an_export_are_reported(published: Workdir, tmp_path: Path) -> None:
+    """Every file of a detail folder is scanned, not only the partitions the last publication wrote."""
+    folder = _copy_export(published, "scootco", tmp_path / "scootco")
+    other = published.published / PARTNERS_DIR / "zoomride" / "parquet" / "fct_trips" / "*.parquet"
+    planted = folder / "parquet" / "fct_trips" / "2099-01-01.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"copy (select * from read_parquet({_lit(str(other))})) to {_lit(str(planted))} (format parquet)")
+    [finding] = _findings(_scan(folder, published), "other_partner_row")
+    assert (finding.source, finding.table, finding.example) == ("parquet/fct_trips", "fct_trips", "zoomride")
 
 
 def test_another_partners_ids_under_own_partner_id_are_reported(published: Workdir, tmp_path: Path) -> None:
@@ -235,10 +254,10 @@ def test_another_partners_ids_under_own_partner_id_are_reported(published: Workd
 
 def test_detail_without_partner_column_in_an_export_is_reported(published: Workdir, tmp_path: Path) -> None:
     folder = _copy_export(published, "scootco", tmp_path / "scootco")
-    target = folder / "parquet" / "fct_trips.parquet"
-    _rewrite_parquet(target, "select * exclude (partner_id) from {t}")
+    for target in (folder / "parquet" / "fct_trips").glob("*.parquet"):
+        _rewrite_parquet(target, "select * exclude (partner_id) from {t}")
     assert [(f.source, f.rule) for f in _scan(folder, published).findings] == [
-        ("parquet/fct_trips.parquet", "missing_partner_column")]
+        ("parquet/fct_trips", "missing_partner_column")]
 
 
 def test_own_detail_is_allowed_in_its_own_export(published: Workdir) -> None:

@@ -3,7 +3,8 @@
 It reads what was published, not how it was made, so it holds for any mart added later and can be
 run by an operator on any publication folder (``mobility privacy-scan DIR``). It opens every
 DuckDB file and every Parquet file under DIR (hidden folders, the not-yet-swapped or replaced
-versions, are skipped) and checks each table:
+versions, are skipped; a folder inside a ``parquet`` folder, a partner's detail relation in
+partitions, is read as one table) and checks each table:
 
 Aggregates (every table of the analyst warehouse; the consortium tables of a partner export):
 - ``id_column``: a column named like a device, vehicle, trip or rider id;
@@ -298,10 +299,14 @@ def _check_own_detail(con, relation: str, source: str, table: str, columns: list
 
 
 def _files(root: Path) -> list[Path]:
-    """Every DuckDB and Parquet file under root, through the swapped-in symlinks, skipping hidden entries."""
+    """Every DuckDB and Parquet file under root, through the swapped-in symlinks, skipping hidden
+    entries; a folder inside a ``parquet`` folder is one table in partitions (a partner's detail)."""
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if Path(folder).name == "parquet":
+            found += [Path(folder) / d for d in dirs]
+            dirs[:] = []
         for name in sorted(files):
             if not name.startswith(".") and name.endswith((".duckdb", ".parquet")):
                 found.append(Path(folder) / name)
@@ -320,6 +325,8 @@ def _partner_of(root: Path, path: Path) -> str | None:
 
 def _relations(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> list[tuple[str, str]]:
     """(table name, SQL relation) for every table or view in a DuckDB file, or the one Parquet table."""
+    if path.is_dir():  # one table in partitions
+        return [(path.name, f"read_parquet({_lit(str(path / '*.parquet'))})")]
     if path.suffix == ".parquet":
         return [(path.stem, f"read_parquet({_lit(str(path))})")]
     con.execute(f"attach {_lit(str(path))} as {alias} (read_only)")
@@ -403,7 +410,7 @@ def scan_publication(
                         report.findings += _check_aggregate(con, relation, source, table, columns, ctx, has_bronze)
                 except duckdb.Error as exc:
                     report.findings.append(Finding(source, table, None, "unreadable", str(exc).splitlines()[0]))
-            if path.suffix == ".duckdb":
+            if path.is_file() and path.suffix == ".duckdb":
                 con.execute(f"detach src{i}")
     finally:
         con.close()

@@ -7,6 +7,12 @@ first (it is the publication of record), then the ``parquet`` symlink (one renam
 set of files), then the ``partners`` symlink (every partner export, see ``exports``), then
 ``publication.json``, which records what was published.
 
+Partner exports are built on the live ones (``reuse=True``, the default): each starts from a copy
+of the previous export's DuckDB file and hard links to its Parquet partitions, and only the detail
+partitions whose batches changed are written again; the live files are only read. ``reuse=False``
+writes every export from scratch (e.g. after re-landing batches under a rotated pseudonymisation
+key, which changes rows without changing batch ids). Both give the same publication.
+
 Each table's published time grain (``day`` or ``hour``: no timestamp finer than it) is declared in
 its dbt model's ``meta: {published_grain: ...}`` and recorded in ``publication.json`` for the
 privacy scan; undeclared tables get the consortium's finest published grain, the hour.
@@ -91,8 +97,7 @@ def load_descriptions(manifest_path: Path) -> dict[str, dict]:
 def _published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute(
         "select table_name from duckdb_tables() where database_name = 'wh' and schema_name = 'main' "
-        "and starts_with(table_name, ?) order by table_name",
-        [PUBLISHED_PREFIX],
+        f"and starts_with(table_name, {_sql_string(PUBLISHED_PREFIX)}) order by table_name"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -100,8 +105,7 @@ def _published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     rows = con.execute(
         "select column_name from duckdb_columns() where database_name = 'wh' and schema_name = 'main' "
-        "and table_name = ? order by column_index",
-        [table],
+        f"and table_name = {_sql_string(table)} order by column_index"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -116,6 +120,7 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
         names = _published_tables(con)
         if not names:
             raise PublishError(f"no {PUBLISHED_PREFIX}* tables in {wd.warehouse}")
+        con.execute("begin transaction")  # one commit for the whole file, not one per table and comment
         for table in names:
             columns = _columns(con, table)
             select = suppressed_select(table, columns, k, schema="wh.main")
@@ -131,6 +136,7 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
             target = parquet_tmp / f"{table}.parquet"
             con.execute(f'copy main."{table}" to {_sql_string(str(target))} (format parquet)')
             log.info("prepared %s: %d rows", table, tables[table])
+        con.execute("commit")
         con.execute("detach wh")
         con.execute("checkpoint")  # everything in the main file, no WAL left beside it
     finally:
@@ -169,10 +175,13 @@ def _registry_partners() -> list[str]:
 
 
 def publish(
-    workdir: Workdir | str | Path, k: int = DEFAULT_K, partners: Sequence[str] | None = None
+    workdir: Workdir | str | Path, k: int = DEFAULT_K, partners: Sequence[str] | None = None, *, reuse: bool = True
 ) -> PublishResult:
     """Replace DIR/published with the k-suppressed marts of the dbt warehouse and one export per
-    partner (default: every partner of the registry), atomically."""
+    partner (default: every partner of the registry), atomically.
+
+    ``reuse``: build each partner export on the live one (unchanged detail partitions are kept,
+    see ``exports``); False writes every export from scratch. Both publish the same data."""
     wd = workdir if isinstance(workdir, Workdir) else Workdir.resolve(workdir)
     if not wd.warehouse.exists():
         raise PublishError(f"no warehouse at {wd.warehouse}: run the dbt build first")
@@ -187,9 +196,11 @@ def publish(
     partner_ids = list(_registry_partners() if partners is None else partners)
     try:
         tables = _build(wd, db_tmp, parquet_tmp, k, docs)
+        live_partners = wd.published / PARTNERS_DIR
         exports = write_partner_exports(
             partners_tmp, partner_ids, warehouse=wd.warehouse, publication=db_tmp, docs=docs, k=k,
-            published_at=stamp.isoformat(),
+            published_at=stamp.isoformat(), previous=live_partners if reuse and live_partners.is_dir() else None,
+            publication_parquet=parquet_tmp,
         )
         for f in parquet_tmp.iterdir():
             f.chmod(READ_ONLY)
