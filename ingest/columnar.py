@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -262,15 +263,22 @@ class SeenKeys:
         return tuple(row[c] for c in self.columns)
 
 
+_DUCKDB = threading.local()  # one connection per thread: opening one costs more than hashing a chunk
+
+
 def _hash64(keys: pa.Table, columns: list[str]) -> np.ndarray:
     """A 64-bit hash of each row's key (DuckDB's, vectorised)."""
-    import duckdb
+    con = getattr(_DUCKDB, "con", None)
+    if con is None:
+        import duckdb
 
-    with duckdb.connect() as con:
-        con.register("keys", keys)
+        con = _DUCKDB.con = duckdb.connect()
+    con.register("keys", keys)
+    try:
         quoted = ", ".join('k."' + c.replace('"', '""') + '"' for c in columns)
-        result = con.execute(f"select hash({quoted}) as h from keys k").fetchnumpy()["h"]
-    return np.asarray(result, np.uint64)
+        return np.asarray(con.execute(f"select hash({quoted}) as h from keys k").fetchnumpy()["h"], np.uint64)
+    finally:
+        con.unregister("keys")
 
 
 class ColumnarCheck:

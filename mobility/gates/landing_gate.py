@@ -332,16 +332,17 @@ class LandingGate:
         self.examples: dict[int, dict] = {}  # batch row -> the row, for the report
         # unique expectation's position in the suite -> its keys so far, and each row whose key another has
         self.keys: dict[int, tuple[SeenKeys, dict[int, Any]]] = {}
+        self.waiting: list[tuple[pa.Table, int]] = []  # a slice's keys not in `keys` yet, and its first row
         self.errored = False
 
     def add(self, table: pa.Table) -> None:
         self.pending.append(table)
         if sum(t.num_rows for t in self.pending) >= GATE_ROWS:
-            self._validate_pending(last=False)
+            self._validate_pending()
 
     def finish(self) -> GateResult:
         if self.pending or not self.slices:
-            self._validate_pending(last=True)
+            self._validate_pending()
         result = self.result
         if not self.errored:
             outcomes = [_merge(parts) for parts in zip(*self.slices)]
@@ -360,22 +361,21 @@ class LandingGate:
                              batch_id=self.batch_id)
         return result
 
-    def _validate_pending(self, *, last: bool) -> None:
+    def _validate_pending(self) -> None:
         pending, self.pending = self.pending, []
         table = pa.concat_tables(pending) if pending else self.contract.arrow_schema().empty_table()
         del pending
         if not self.errored:
             try:
                 with GX_LOCK:
-                    # a batch of one slice is GX's alone: its keys need no keeping
-                    self._validate(table, keep_keys=bool(self.slices) or not last)
+                    self._validate(table)
             except Exception as exc:  # the gate itself broke: a failed check, never a pass
                 log.exception("landing gate errored on %s", self.batch_id or self.batch)
                 self.errored = True
                 self.result.outcomes = [gate_error(exc)]
         self.rows += table.num_rows
 
-    def _validate(self, table: pa.Table, *, keep_keys: bool) -> None:
+    def _validate(self, table: pa.Table) -> None:
         if self.context is not None:
             make_current(self.context)
         if self.spec is None:
@@ -409,13 +409,18 @@ class LandingGate:
                     if isinstance(i, int) and self.rows <= i < self.rows + table.num_rows]
             for i, row in zip(rows, json_safe(table.take(rows).to_pylist()) if rows else []):
                 self.examples[self.rows + i] = row
-        if keep_keys:
-            rows = np.arange(self.rows, self.rows + table.num_rows)
-            for k, columns in self.spec.unique.items():
-                seen, repeated = self.keys.setdefault(k, (SeenKeys(columns), {}))
-                for i, first, key in seen.add(table.select(columns), rows):
-                    repeated[int(rows[i])] = repeated[first] = key
         self.slices.append(outcomes)
+        # uniqueness across slices: a first slice's keys wait (referenced, not copied) for a second one
+        unique = {k: cols for k, cols in self.spec.unique.items() if set(cols) <= set(table.schema.names)}
+        self.waiting.append((table.select(sorted({c for cols in unique.values() for c in cols})), self.rows))
+        if len(self.slices) > 1:
+            for part, start in self.waiting:
+                rows = np.arange(start, start + part.num_rows)
+                for k, columns in unique.items():
+                    seen, repeated = self.keys.setdefault(k, (SeenKeys(columns), {}))
+                    for i, first, key in seen.add(part.select(columns), rows):
+                        repeated[int(rows[i])] = repeated[first] = key
+            self.waiting = []
 
     def _docs(self) -> str | None:
         run_name = f"{self.partner_id}.{self.feed}.{self.batch}"
