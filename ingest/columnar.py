@@ -6,9 +6,9 @@ and each field is checked with pyarrow.compute. The vectorised checks only *clea
 they cannot prove good (a bad or odd value, a missing required field, a semantic rule that may
 fail) is handed to the row check's own code (`Contract.row_field_violations`,
 `row_rule_violations`) with the record as `parse_records` would give it, so each violation is
-built by the same code, for the bad rows only. Uniqueness runs across chunks on a set of the
-values seen. Text columns are checked on their distinct values; a JSON record the row check needs
-is parsed alone from its bytes.
+built by the same code, for the bad rows only. Uniqueness runs across chunks on the keys seen,
+kept compactly (`SeenKeys`: 64-bit hashes, and the values to confirm a match). Text columns are
+checked on their distinct values; a JSON record the row check needs is parsed alone from its bytes.
 
 `check_payload` is the entry point: it takes the columnar path when the contract and the bytes
 allow it and falls back to `parse_records` + `Contract.check` otherwise (a type the vectorised
@@ -22,8 +22,9 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -199,6 +200,87 @@ def typed(f: Field, arr: pa.Array) -> pa.Array:
 
 # ---------------------------------------------------------------------------- the chunked check
 
+ROW = "__batch_row__"  # beside a key, the batch row that had it
+
+
+class SeenKeys:
+    """The keys (one column, or several together) of a batch seen so far, to find repeats across
+    its chunks in little memory: each key is kept once, as a 64-bit hash (numpy, sorted) and as its
+    values (Arrow). Hashes find the candidates and the values decide, so two keys that share a hash
+    repeat only if they are equal. A key with a missing part is never a repeat (nor is it kept).
+    """
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+        self.hashes = np.empty(0, np.uint64)  # sorted
+        self.where = np.empty(0, np.int64)  # each hash's key: its position in `kept`
+        self.kept: list[pa.Table] = []  # the keys, each with the batch row that had it first
+        self.count = 0
+
+    def add(self, keys: pa.Table, rows: np.ndarray) -> list[tuple[int, int, Any]]:
+        """Record a chunk's keys (`rows`: their batch row numbers, in order). Returns, for each key
+        an earlier row already had (in this chunk or before), its position in the chunk, the batch
+        row that had it first, and the key (a value, or a dict of the columns' values)."""
+        valid = np.logical_and.reduce([keys.column(c).is_valid().to_numpy(zero_copy_only=False) for c in self.columns])
+        present = np.flatnonzero(valid)
+        keys = keys.select(self.columns).filter(pa.array(valid)).append_column(ROW, pa.array(rows[present]))
+        hashes = _hash64(keys, self.columns)
+        order = np.argsort(hashes, kind="stable")
+        twin = np.zeros(len(hashes), bool)  # a hash another key of this chunk has too
+        same = hashes[order][1:] == hashes[order][:-1]
+        twin[order[1:][same]] = twin[order[:-1][same]] = True
+        found = np.searchsorted(self.hashes, hashes)
+        known = found < len(self.hashes)
+        known[known] = self.hashes[found[known]] == hashes[known]
+        candidates = np.flatnonzero(twin | known)
+        repeats: list[tuple[int, int, Any]] = []
+        new = np.ones(len(hashes), bool)
+        if len(candidates):  # decide on the values themselves, in row order
+            first: dict[tuple, int] = {}
+            earlier = np.flatnonzero(np.isin(self.hashes, hashes[candidates]))
+            if len(earlier):
+                for r in pa.concat_tables(self.kept).take(pa.array(self.where[earlier])).to_pylist():
+                    first.setdefault(self._key(r), r[ROW])
+            for k, r in zip(candidates.tolist(), keys.take(pa.array(candidates)).to_pylist()):
+                key = self._key(r)
+                if key in first:
+                    repeats.append((int(present[k]), first[key], r[self.columns[0]] if len(self.columns) == 1
+                                    else {c: r[c] for c in self.columns}))
+                    new[k] = False
+                else:
+                    first[key] = r[ROW]
+        keep = keys.filter(pa.array(new)) if not new.all() else keys
+        hashes = hashes[new]
+        merged = np.concatenate([self.hashes, hashes])
+        where = np.concatenate([self.where, np.arange(self.count, self.count + len(hashes))])
+        order = np.argsort(merged, kind="stable")
+        self.hashes, self.where = merged[order], where[order]
+        self.kept.append(keep)
+        self.count += keep.num_rows
+        return repeats
+
+    def _key(self, row: dict) -> tuple:
+        return tuple(row[c] for c in self.columns)
+
+
+_DUCKDB = threading.local()  # one connection per thread: opening one costs more than hashing a chunk
+
+
+def _hash64(keys: pa.Table, columns: list[str]) -> np.ndarray:
+    """A 64-bit hash of each row's key (DuckDB's, vectorised)."""
+    con = getattr(_DUCKDB, "con", None)
+    if con is None:
+        import duckdb
+
+        con = _DUCKDB.con = duckdb.connect()
+    con.register("keys", keys)
+    try:
+        quoted = ", ".join('k."' + c.replace('"', '""') + '"' for c in columns)
+        return np.asarray(con.execute(f"select hash({quoted}) as h from keys k").fetchnumpy()["h"], np.uint64)
+    finally:
+        con.unregister("keys")
+
+
 class ColumnarCheck:
     """The check of one batch, fed chunk by chunk; `finish` gives the same CheckResult as `Contract.check`."""
 
@@ -212,7 +294,7 @@ class ColumnarCheck:
         self.violations: list[Violation] = []
         self.rejected_records: dict[int, Any] = {}
         self.extra: set[str] = set()
-        self.seen: dict[str, set] = {f.name: set() for f in contract.fields if f.unique}
+        self.seen: dict[str, SeenKeys] = {f.name: SeenKeys([f.name]) for f in contract.fields if f.unique}
         self.distinct: dict[str, set] = {name: set() for name in track}
 
     def add(self, cols: Mapping[str, pa.Array], n: int, record: Callable[[int], Any],
@@ -255,12 +337,14 @@ class ColumnarCheck:
         for k, f in enumerate(c.fields):
             if not f.unique:
                 continue
-            vals = cols[f.name].to_pylist()
-            for i, rec in records.items():
-                broken = i not in values or any(kk == k for kk, _ in found[i])
-                vals[i] = None if broken else values[i][k]
-            for i in self._repeats(self.seen[f.name], vals):
-                found.setdefault(i, []).append((k, Violation(base + i, f.name, "unique", _short(vals[i]))))
+            vals = cols[f.name]
+            if records:  # rows the row check read: its typed value, or none if the field itself is broken
+                patched = sorted(records)
+                vals = pc.replace_with_mask(vals, pa.array(np.isin(np.arange(n), patched)), pa.array(
+                    [None if i not in values or any(kk == k for kk, _ in found[i]) else values[i][k] for i in patched],
+                    vals.type))
+            for i, _, value in self.seen[f.name].add(pa.table({f.name: vals}), np.arange(base, base + n)):
+                found.setdefault(i, []).append((k, Violation(base + i, f.name, "unique", _short(value))))
 
         bad = np.zeros(n, bool)
         bad[[i for i, v in found.items() if v]] = True
@@ -297,24 +381,6 @@ class ColumnarCheck:
             table = pa.concat_tables([table, extra_rows]).take(pa.array(order))
         self.rows += n
         return table
-
-    @staticmethod
-    def _repeats(seen: set, vals: list) -> list[int]:
-        """Rows whose value an earlier row (this chunk or before) already had; claims the new ones."""
-        present = [v for v in vals if v is not None]
-        new = set(present)
-        if len(new) == len(present) and seen.isdisjoint(new):
-            seen |= new
-            return []
-        repeats = []
-        for i, v in enumerate(vals):
-            if v is None:
-                continue
-            if v in seen:
-                repeats.append(i)
-            else:
-                seen.add(v)
-        return repeats
 
     def _rule_flags(self, cols: Mapping[str, pa.Array], n: int) -> np.ndarray:
         """Rows a semantic rule might fail (a superset: the row check decides)."""
@@ -387,7 +453,7 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: st
     fields = {f.name: f for f in contract.fields}
     auto = [f"f{j}" for j in range(len(names))]
     reader = pacsv.open_csv(
-        io.BytesIO(raw),
+        pa.BufferReader(raw),  # zero-copy: a Python file object would copy the bytes as they are read
         read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=CSV_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, include_columns=auto,
@@ -472,7 +538,7 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     schema = pa.schema([(parts[0], node_type)])
     try:
         doc = pajson.read_json(
-            io.BytesIO(raw),
+            pa.BufferReader(raw),
             read_options=pajson.ReadOptions(block_size=max(len(raw) + 1, 1 << 20), use_threads=False),
             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer",
                                               newlines_in_values=True),
@@ -591,36 +657,73 @@ def _leaf(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array | None:
     return node
 
 
+class CheckStream:
+    """One batch's check as a stream: iterate it once for the accepted rows, typed, chunk by chunk;
+    then `result` is its PayloadCheck (with `accepted` empty: the rows went out as chunks).
+
+    The columnar path yields as it checks, so a big batch is never whole in memory. When it meets
+    bytes only the row check can decide, possibly after some chunks, the stream yields None (what
+    came before is void) and the row check's accepted rows follow as one table. Raises
+    `PayloadError` for bytes that cannot be read as the contract says.
+    """
+
+    def __init__(self, contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+                 track: tuple[str, ...] = ()):
+        self.contract, self.raw, self.window, self.track = contract, raw, window, track
+        self.result: PayloadCheck | None = None
+
+    def __iter__(self) -> Iterator[pa.Table | None]:
+        contract, raw = self.contract, self.raw
+        if supported(contract) and contract.payload_format in ("json", "csv", "gtfs_zip"):
+            check = ColumnarCheck(contract, self.window, self.track)
+            rows, yielded = 0, False
+            try:
+                for table in self._columnar_chunks(check):
+                    rows, yielded = rows + table.num_rows, True
+                    yield table
+                result = check.finish(contract.arrow_schema().empty_table())
+                result.streamed_rows = rows
+                self.result = PayloadCheck(result, check.rejected_records, "columnar", check.distinct)
+                return
+            except (Unsupported, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
+                if yielded:
+                    yield None  # the row check decides, from the start
+        records = parse_records(contract, raw)
+        result = contract.check(records, window=self.window)
+        distinct = {name: {r.get(name) for r in records if isinstance(r, dict)} for name in self.track}
+        self.result = PayloadCheck(result, {r: records[r] for r in result.rejected_rows}, "rows", distinct)
+        yield result.accepted
+
+    def _columnar_chunks(self, check: ColumnarCheck) -> Iterator[pa.Table]:
+        contract, data = self.contract, self.raw
+        if contract.payload_format == "json":
+            return _json_chunks(contract, data, check)
+        if contract.payload_format == "gtfs_zip":
+            data = read_zip_member(data, contract.properties["zip_member"], ZipLimits.of(contract))
+            if data is None:
+                raise Unsupported("member absent")  # the row path says whether that is allowed
+        return _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"))
+
+
 def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
                   track: tuple[str, ...] = ()) -> PayloadCheck:
     """Parse and check one batch's bytes; the columnar path when it applies, else the row check.
 
-    Either way the result is the one `Contract.check(parse_records(contract, raw))` gives.
-    `track` names fields whose every value is collected (the partner's claimed provider id).
-    Raises `PayloadError` for bytes that cannot be read as the contract says.
+    Either way the result is the one `Contract.check(parse_records(contract, raw))` gives, with
+    every accepted row in `result.accepted`. `track` names fields whose every value is collected
+    (the partner's claimed provider id). Raises `PayloadError` for bytes that cannot be read as the
+    contract says.
     """
-    if supported(contract) and contract.payload_format in ("json", "csv", "gtfs_zip"):
-        check = ColumnarCheck(contract, window, track)
-        tables: list[pa.Table] = []
-        try:
-            if contract.payload_format == "json":
-                chunks = _json_chunks(contract, raw, check)
-            else:
-                data = raw
-                if contract.payload_format == "gtfs_zip":
-                    data = read_zip_member(raw, contract.properties["zip_member"], ZipLimits.of(contract))
-                    if data is None:
-                        raise Unsupported("member absent")  # the row path says whether that is allowed
-                chunks = _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"))
-            tables.extend(chunks)
-            accepted = pa.concat_tables(tables) if tables else contract.arrow_schema().empty_table()
-            return PayloadCheck(check.finish(accepted), check.rejected_records, "columnar", check.distinct)
-        except (Unsupported, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError):
-            pass  # the row check decides
-    records = parse_records(contract, raw)
-    result = contract.check(records, window=window)
-    distinct = {name: {r.get(name) for r in records if isinstance(r, dict)} for name in track}
-    return PayloadCheck(result, {r: records[r] for r in result.rejected_rows}, "rows", distinct)
+    stream = CheckStream(contract, raw, window=window, track=track)
+    tables: list[pa.Table] = []
+    for table in stream:
+        if table is None:
+            tables.clear()
+        else:
+            tables.append(table)
+    checked = stream.result
+    accepted = pa.concat_tables(tables) if tables else contract.arrow_schema().empty_table()
+    return replace(checked, result=replace(checked.result, accepted=accepted, streamed_rows=None))
 
 
-__all__ = ["ColumnarCheck", "PayloadCheck", "PayloadError", "Unsupported", "check_payload", "supported"]
+__all__ = ["CheckStream", "ColumnarCheck", "SeenKeys", "PayloadCheck", "PayloadError", "Unsupported", "check_payload", "supported"]

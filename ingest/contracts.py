@@ -233,10 +233,13 @@ class CheckResult:
     rejected_rows: list[int]
     violations: list[Violation]
     warnings: list[str] = field(default_factory=list)
+    # set when the accepted rows were handed out chunk by chunk (`ingest.columnar.CheckStream`):
+    # `accepted` is then empty
+    streamed_rows: int | None = None
 
     @property
     def rows_accepted(self) -> int:
-        return self.accepted.num_rows
+        return self.accepted.num_rows if self.streamed_rows is None else self.streamed_rows
 
     @property
     def rows_rejected(self) -> int:

@@ -6,9 +6,10 @@ batch exists only once its manifest does. Files are keyed by window, so landing 
 replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
 A rejected batch never overwrites what an earlier good batch landed for the same window.
 
-Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`), so no
-Python record list is built; the typed accepted rows are held once, as Arrow, for the landing gate,
-and bronze is pseudonymised and written from them slice by slice.
+Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`), and
+each chunk's accepted rows go on to the landing gate and, pseudonymised, into a staged bronze file
+before the next chunk is read, so no batch is ever whole in memory as rows. The batch's verdict
+still comes from all its rows: the staged file is published only if the whole batch lands.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.columnar import CHUNK_ROWS, check_payload
+from ingest.columnar import CHUNK_ROWS, CheckStream
 from ingest.contracts import CheckResult, Contract, Violation
 from ingest.payloads import PayloadError
 from mobility.registry import Feed, Partner
@@ -75,22 +76,45 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_parquet(path: Path, table: pa.Table | Iterable[pa.Table], schema: pa.Schema | None = None) -> None:
-    """Write a table, or a stream of tables of one schema, as one Parquet file, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if isinstance(table, pa.Table):
-            pq.write_table(table, tmp, compression="zstd")
-        else:
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-                for part in table:
-                    writer.write_table(part)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class StagedParquet:
+    """A Parquet file written part by part into a temp file beside `path`, which `publish` moves
+    into place atomically; left unpublished, it is discarded and `path` is untouched."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema = path, schema
+        self.tmp: Path | None = None
+        self.writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> "StagedParquet":
+        self.restart()
+        return self
+
+    def restart(self) -> None:
+        """Drop what was written so far and start an empty file."""
+        self._discard()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def publish(self) -> None:
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        self.writer = self.tmp = None
+
+    def _discard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+        self.writer = self.tmp = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._discard()
 
 
 def pseudonymise(values: pa.Array, key: bytes) -> pa.Array:
@@ -185,61 +209,75 @@ def land_batch(
 
     # Identity comes from the credentials (the partner we asked), never from the payload.
     identity = bool(partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields))
-    try:
-        # parsed and checked in bounded chunks: only the typed accepted rows are kept whole
-        checked = check_payload(contract, raw, window=(window.start, window.end),
-                                track=("provider_id",) if identity else ())
-    except PayloadError as exc:
-        return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
+    # checked, gated and written chunk by chunk, so a big batch is never whole in memory; the gate
+    # records its verdict and bronze is published only once the whole batch is decided
+    from mobility.gates.landing_gate import LandingGate, rejection_error
 
-    if identity:
-        claimed = checked.distinct["provider_id"] - {partner.mds_provider_id}
-        if claimed:
-            manifest["rows_received"] = checked.result.rows_received
-            return _reject_batch(
-                lake, window, sha, manifest,
-                f"payload claims provider_id {sorted(map(str, claimed))[:3]} but the credentials are "
-                f"{partner.id}'s ({partner.mds_provider_id}); batch refused",
-                "provider_identity",
-            )
+    quarantine = lake.quarantine(window, sha)
+    schema = _bronze_schema(contract)
 
-    result = checked.result
-    manifest.update(
-        rows_received=result.rows_received,
-        rows_accepted=result.rows_accepted,
-        rows_rejected=result.rows_rejected,
-        warnings=result.warnings,
-    )
-    if result.rows_rejected:
-        _write_quarantine(lake, window, sha, manifest, result, checked.rejected_records)
+    def new_gate() -> LandingGate:
+        return LandingGate(workdir, contract, window=(window.start, window.end), partner_id=partner.id,
+                           feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
+                           quarantine_dir=quarantine)
 
-    if result.rows_received == 0:
-        manifest["outcome"] = "empty"
-    elif result.rows_accepted == 0:
-        manifest["outcome"] = "rejected"
-        manifest["error"] = f"all {result.rows_received} rows broke the contract"
-    else:
-        manifest["outcome"] = "partial" if result.rows_rejected else "accepted"
+    stream = CheckStream(contract, raw, window=(window.start, window.end),
+                         track=("provider_id",) if identity else ())
+    with StagedParquet(lake.bronze(window), schema) as bronze:
+        gate, key = new_gate(), None
+        try:
+            for table in stream:
+                if table is None:  # the row check starts over: what was gated and staged is void
+                    gate = new_gate()
+                    bronze.restart()
+                elif table.num_rows:
+                    gate.add(table)
+                    key = key or pseudonym_key()
+                    for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
+                        bronze.write(part)
+        except PayloadError as exc:
+            return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
+        checked = stream.result
 
-    if manifest["outcome"] in ("accepted", "partial"):
-        # The landing gate: a batch-level GX decision on the typed rows. A failing batch is
-        # quarantined whole and loads nothing, so an earlier good batch for the window stays.
-        from mobility.gates.landing_gate import rejection_error, run_landing_gate
+        if identity:
+            claimed = checked.distinct["provider_id"] - {partner.mds_provider_id}
+            if claimed:
+                manifest["rows_received"] = checked.result.rows_received
+                return _reject_batch(
+                    lake, window, sha, manifest,
+                    f"payload claims provider_id {sorted(map(str, claimed))[:3]} but the credentials are "
+                    f"{partner.id}'s ({partner.mds_provider_id}); batch refused",
+                    "provider_identity",
+                )
 
-        quarantine = lake.quarantine(window, sha)
-        gate = run_landing_gate(
-            workdir, contract, result.accepted, window=(window.start, window.end), partner_id=partner.id,
-            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
-            quarantine_dir=quarantine,
+        result = checked.result
+        manifest.update(
+            rows_received=result.rows_received,
+            rows_accepted=result.rows_accepted,
+            rows_rejected=result.rows_rejected,
+            warnings=result.warnings,
         )
-        if not gate.success:
-            manifest.update(outcome="rejected", rows_accepted=0, rows_rejected=result.rows_received,
-                            error=rejection_error(gate, quarantine / "landing_gate.json"))
+        if result.rows_rejected:
+            _write_quarantine(lake, window, sha, manifest, result, checked.rejected_records)
 
-    if manifest["outcome"] in ("accepted", "partial", "empty"):
-        schema = _bronze_schema(contract)
-        atomic_write_parquet(lake.bronze(window), _bronze_parts(result, contract, partner, manifest["batch_id"], schema),
-                             schema)
+        if result.rows_received == 0:
+            manifest["outcome"] = "empty"
+        elif result.rows_accepted == 0:
+            manifest["outcome"] = "rejected"
+            manifest["error"] = f"all {result.rows_received} rows broke the contract"
+        else:
+            manifest["outcome"] = "partial" if result.rows_rejected else "accepted"
+
+        if manifest["outcome"] in ("accepted", "partial"):
+            # The landing gate: a batch-level GX decision on the typed rows. A failing batch is
+            # quarantined whole and loads nothing, so an earlier good batch for the window stays.
+            verdict = gate.finish()
+            if not verdict.success:
+                manifest.update(outcome="rejected", rows_accepted=0, rows_rejected=result.rows_received,
+                                error=rejection_error(verdict, quarantine / "landing_gate.json"))
+
+        if manifest["outcome"] in ("accepted", "partial", "empty"):
+            bronze.publish()
     return _finish(lake, window, sha, manifest)
 
 
@@ -249,11 +287,10 @@ def _bronze_schema(contract: Contract) -> pa.Schema:
     return schema.with_metadata({"contract": contract.ref})
 
 
-def _bronze_parts(result: CheckResult, contract: Contract, partner: Partner, batch_id: str,
-                  schema: pa.Schema) -> Iterator[pa.Table]:
-    """The accepted rows with pseudonymised ids, slice by slice (no second full copy of the batch)."""
-    key = pseudonym_key() if result.accepted.num_rows else b""
-    for batch in result.accepted.to_batches(max_chunksize=CHUNK_ROWS):
+def _bronze_parts(accepted: pa.Table, contract: Contract, partner: Partner, batch_id: str, schema: pa.Schema,
+                  key: bytes) -> Iterator[pa.Table]:
+    """Accepted rows with pseudonymised ids, slice by slice (no second full copy of the rows)."""
+    for batch in accepted.to_batches(max_chunksize=CHUNK_ROWS):
         table = pa.Table.from_batches([batch])
         for f in contract.fields:
             if f.pseudonymise:

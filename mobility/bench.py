@@ -141,27 +141,28 @@ def _rusage_bytes() -> tuple[int, int]:
 # ------------------------------------------------------------------------------------ stages (child side)
 
 class _GateTimer:
-    """Wraps run_landing_gate to sum the seconds spent in it during fetch and land."""
+    """Sums the seconds spent in the landing gate (`LandingGate.add` and `finish`) during fetch and
+    land; a call is one gated batch."""
 
     def __init__(self) -> None:
         self.seconds, self.calls, self._lock = 0.0, 0, threading.Lock()
 
     def install(self) -> "_GateTimer":
-        import mobility.gates.landing_gate as gate
+        from mobility.gates.landing_gate import LandingGate
 
-        inner = gate.run_landing_gate
+        for name in ("add", "finish"):
+            inner = getattr(LandingGate, name)
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self.seconds += time.perf_counter() - t0
-                    self.calls += 1
+            def timed(*args: Any, inner: Any = inner, batch_done: bool = name == "finish", **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    with self._lock:
+                        self.seconds += time.perf_counter() - t0
+                        self.calls += batch_done
 
-        # land_batch imports the function at call time, so replacing the module attribute suffices
-        gate.run_landing_gate = timed
+            setattr(LandingGate, name, timed)
         return self
 
 
@@ -393,11 +394,19 @@ def clear_day(wd: Workdir, labels: list[str]) -> None:
 _WORLD: dict[tuple[str, int, float], Any] = {}
 
 
-def _passing_gate(*args: Any, **kwargs: Any) -> Any:
-    """Stands in for run_landing_gate while landing history: land_batch reads only `.success`."""
-    from types import SimpleNamespace
+class _PassingGate:
+    """Stands in for the landing gate while landing history: land_batch reads only `.success`."""
 
-    return SimpleNamespace(success=True)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add(self, table: Any) -> None:
+        pass
+
+    def finish(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(success=True)
 
 
 def _land_history_day(root: str, seed: int, scale: float, partner_id: str, start: str, end: str,
@@ -424,7 +433,7 @@ def _land_history_day(root: str, seed: int, scale: float, partner_id: str, start
     if not gate and landing_gate_available():
         import mobility.gates.landing_gate as landing_gate
 
-        landing_gate.run_landing_gate = _passing_gate
+        landing_gate.LandingGate = _PassingGate  # land_batch imports it at call time
     partner = load_registry().partner(partner_id)
     feed = partner.feed(FEED)
     contract = load_contract(feed.contract)

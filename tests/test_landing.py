@@ -1,19 +1,26 @@
 """Landing under contract: typed bronze, quarantine with reasons, idempotence, identity."""
 
 import hmac
+import importlib.util
 import json
 import uuid
+from datetime import timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.contracts import ContractNotFound, load_contract
-from ingest.landing import Lake, land_batch, pseudonymise
+from ingest.landing import Lake, Window, land_batch, pseudonymise
 from mobility.registry import load_registry
 from mobility.settings import Workdir
 from mds_records import HOUR, T0, payload, trip
 
+_spec = importlib.util.spec_from_file_location(
+    "ingest_throughput", Path(__file__).resolve().parents[1] / "benchmarks" / "ingest_throughput.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)  # the benchmark's ride-hail file generator
 
 
 @pytest.fixture()
@@ -139,3 +146,98 @@ def test_contracts_conform_to_the_odcs_schema():
     for path in files:
         errors = list(jsonschema.Draft201909Validator(schema).iter_errors(yaml.safe_load(path.read_text())))
         assert not errors, f"{path}: {[e.message for e in errors[:3]]}"
+
+
+# ---------------------------------------------------------------------------- big batches, chunk by chunk
+
+def _ridehail(tmp_path, monkeypatch, csv: bytes, *, chunk_rows: int, gate_rows: int) -> tuple[dict, Workdir]:
+    """Land one ride-hail day file with the check's chunks and the gate's slices this small."""
+    import ingest.columnar
+    from mobility.gates import landing_gate
+
+    monkeypatch.setattr(ingest.columnar, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(landing_gate, "GATE_ROWS", gate_rows)
+    wd = Workdir.resolve(tmp_path / f"chunks-{chunk_rows}")
+    wd.city.mkdir(parents=True)
+    wd.city_meta.write_text(json.dumps({"name": "Bench", "bbox": bench.BBOX}))
+    contract = load_contract("ridehail_trips@1.0.0").with_codes({"neighborhood_id": bench.NEIGHBORHOODS})
+    partner = next(p for p in load_registry().partners if any(f.contract == contract.ref for f in p.feeds))
+    feed = next(f for f in partner.feeds if f.contract == contract.ref)
+    window = Window(bench.DAY, bench.DAY + timedelta(days=1))
+    m = land_batch(wd, partner=partner, feed=feed, contract=contract, window=window, raw=csv, source="test")
+    return m, wd
+
+
+def _same_landing(a: tuple[dict, Workdir], b: tuple[dict, Workdir]) -> None:
+    """Two landings of one batch wrote the same manifest, bronze rows, quarantine and gate reports."""
+    (ma, wa), (mb, wb) = a, b
+    ra, rb = wa.root, wb.root
+    timing = ("started_at", "finished_at")
+    assert {k: v for k, v in ma.items() if k not in timing} == {k: v for k, v in mb.items() if k not in timing}
+    files = lambda root: sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()  # noqa: E731
+                                and "gates" not in p.parts)
+    assert files(ra) == files(rb)
+    for rel in files(ra):
+        if rel.suffix == ".parquet":
+            assert pq.read_table(ra / rel).equals(pq.read_table(rb / rel), check_metadata=True)
+        elif rel.name != ma["raw_path"].rsplit("/", 1)[-1] and "manifests" not in rel.parts:
+            assert (ra / rel).read_bytes() == (rb / rel).read_bytes(), rel
+
+
+def test_a_batch_of_many_chunks_lands_as_one_batch(tmp_path, monkeypatch):
+    """Checked, gated and written 7 rows at a time, a file with faults and a trip id repeated far
+    from its first row lands exactly as in one piece: same verdict, report, bronze rows, pseudonyms."""
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    lines = bench.ridehail_csv(60, 0.05).decode().splitlines(keepends=True)
+    first_id = lines[3].split(",", 1)[0]
+    lines[50] = first_id + "," + lines[50].split(",", 1)[1]  # row 49 repeats row 2's trip id
+    csv = "".join(lines).encode()
+    whole = _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 18)
+    chunked = _ridehail(tmp_path, monkeypatch, csv, chunk_rows=7, gate_rows=10)
+    m = chunked[0]
+    assert m["outcome"] == "partial", m
+    report = json.loads(next(chunked[1].quarantine.rglob("report.json")).read_text())
+    assert {"row": 49, "value": repr(first_id.strip('"'))} in next(
+        r for r in report["failed_rules"] if r["rule"] == "unique")["examples"]
+    _same_landing(whole, chunked)
+
+
+def test_a_gate_rejected_batch_of_many_chunks_loads_nothing(wd, scootco, monkeypatch):
+    """The gate fails on a row in a later slice: nothing of the batch reaches bronze, the good
+    batch landed before stays, and no staged file is left behind."""
+    import ingest.columnar
+    from mobility.gates import landing_gate
+
+    monkeypatch.setattr(ingest.columnar, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(landing_gate, "GATE_ROWS", 4)
+    pid = scootco[0].mds_provider_id
+    wd.city.mkdir(parents=True, exist_ok=True)
+    wd.city_meta.write_text(json.dumps({"name": "T", "bbox": [-87.94, 41.64, -87.52, 42.02]}))
+    lake = Lake(wd, "scootco", "mds_trips")
+    good = land(wd, scootco, [trip(pid, i) for i in range(12)])
+    assert good["outcome"] == "accepted"
+    # every row passes the row check, but one trip in the third slice covers 50 km in 10 minutes
+    bad = land(wd, scootco, [trip(pid, i) for i in range(10)] + [trip(pid, 10, distance=50_000), trip(pid, 11)])
+    assert bad["outcome"] == "rejected" and (bad["rows_accepted"], bad["rows_rejected"]) == (0, 12)
+    assert "expect_column_values_to_be_between(speed_kmh)" in bad["error"]
+    assert pq.read_table(lake.bronze(HOUR)).column("batch_id").to_pylist() == [good["batch_id"]] * 12
+    assert [p.name for p in lake.bronze(HOUR).parent.iterdir()] == [lake.bronze(HOUR).name]
+    report = json.loads((lake.quarantine(HOUR, bad["raw_sha256"]) / "landing_gate.json").read_text())
+    (failure,) = report["failed_expectations"]
+    assert failure["unexpected_rows"] == 1 and report["rows_checked"] == 12
+    assert failure["example_rows"][0]["trip_id"] == str(uuid.UUID(int=11))
+
+
+def test_a_batch_the_row_check_takes_over_midway_lands_once(wd, scootco, monkeypatch):
+    """A page the columnar path gives up on after some chunks (a value of the wrong JSON type) is
+    checked again by the row check from the start: its rows land once, not twice."""
+    import ingest.columnar
+
+    monkeypatch.setattr(ingest.columnar, "CHUNK_ROWS", 4)
+    pid = scootco[0].mds_provider_id
+    records = [trip(pid, i) for i in range(12)]
+    records[9]["vehicle_type"] = 5
+    m = land(wd, scootco, records)
+    assert (m["outcome"], m["rows_accepted"], m["rows_rejected"]) == ("partial", 11, 1)
+    bronze = pq.read_table(Lake(wd, "scootco", "mds_trips").bronze(HOUR))
+    assert bronze.num_rows == 11 and len(set(bronze.column("trip_id").to_pylist())) == 11

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -165,3 +166,51 @@ def test_gate_that_raises_rejects_the_batch(wd, monkeypatch) -> None:
     m = _land(wd, [trip(0)])
     assert m["outcome"] == "rejected" and "gate_run" in m["error"]
     assert not Lake(wd, "scootco", "mds_trips").bronze(HOUR).exists()
+
+
+def _sliced(wd: Workdir, table: pa.Table, monkeypatch, size: int = 4, **kw):
+    """The gate fed `size` rows at a time, as land_batch feeds a big batch."""
+    monkeypatch.setattr(landing_gate, "GATE_ROWS", size)
+    g = landing_gate.LandingGate(wd, CONTRACT, window=(HOUR.start, HOUR.end), partner_id="scootco",
+                                 feed="mds_trips", batch=f"{HOUR.label}__sliced", **kw)
+    for start in range(0, table.num_rows, size):
+        g.add(table.slice(start, size))
+    return g.finish()
+
+
+@pytest.mark.parametrize("defect", ["duplicate_key", "out_of_range", "outside_window"])
+def test_sliced_batch_fails_as_the_whole_batch_does(wd, defect, monkeypatch) -> None:
+    """A defect in a later slice (a trip id that an earlier slice already had) fails the batch on
+    the same expectation, with the same counts, rows and report, as the batch validated whole."""
+    column, value, expected = DEFECTS[defect]
+    if column.endswith("_time"):
+        value = datetime.fromtimestamp(value / 1000, timezone.utc)
+    table = plant(typed(12), column, 9, value)  # row 9 is in the third slice; uuid 1 is row 0's id
+    whole = gate(wd, table, quarantine_dir=wd.root / "whole")
+    sliced = _sliced(wd, table, monkeypatch, quarantine_dir=wd.root / "sliced")
+    assert failed(sliced) == failed(whole) == {expected}, sliced.message()
+    (a,), (b,) = whole.failed, sliced.failed
+    assert (b.unexpected_count, b.unexpected_index, b.unexpected_examples) == \
+        (a.unexpected_count, a.unexpected_index, a.unexpected_examples)
+    reports = [json.loads((wd.root / q / "landing_gate.json").read_text())["failed_expectations"]
+               for q in ("whole", "sliced")]
+    if defect == "duplicate_key":  # the first of the two rows went by in an earlier slice
+        for r in reports:
+            r[0]["example_rows"] = []
+    assert reports[0] == reports[1]
+    assert [o.describe() for o in sliced.outcomes] == [o.describe() for o in whole.outcomes]
+
+
+def test_sliced_clean_batch_passes_with_the_whole_batch_outcomes(wd, monkeypatch) -> None:
+    table = typed(12)
+    whole, sliced = gate(wd, table), _sliced(wd, table, monkeypatch)
+    assert sliced.success and [asdict(o) for o in sliced.outcomes] == [asdict(o) for o in whole.outcomes]
+
+
+def test_gate_record_is_written_only_when_the_batch_is_decided(wd, monkeypatch) -> None:
+    """Rows fed to the gate leave nothing on disk until `finish` (the batch may be refused first)."""
+    monkeypatch.setattr(landing_gate, "GATE_ROWS", 4)
+    g = landing_gate.LandingGate(wd, CONTRACT, window=(HOUR.start, HOUR.end), partner_id="scootco",
+                                 feed="mds_trips", batch="unfinished", quarantine_dir=wd.root / "q")
+    g.add(plant(typed(8), "duration", 1, -5))
+    assert not (wd.gates / "landing").exists() and not (wd.root / "q").exists()

@@ -208,6 +208,14 @@ def new_context(gates_dir: Path | None) -> "AbstractDataContext":
     return context
 
 
+def make_current(context: "AbstractDataContext") -> None:
+    """Make `context` GX's process-wide current one again (a gate that keeps its context across
+    several validations may have let another thread's gate take that place in between)."""
+    from great_expectations.data_context.data_context.context_factory import project_manager
+
+    project_manager.set_project(context)
+
+
 def validate_frame(
     context: "AbstractDataContext",
     frame: "pd.DataFrame",

@@ -22,22 +22,26 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ingest.columnar import SeenKeys
 from ingest.contracts import Contract
 from mobility.gates._gx import (
     GX_LOCK,
+    ExpectationOutcome,
     GateResult,
     build_docs,
     gate_error,
     json_safe,
+    make_current,
     new_context,
     outcomes_from,
     store_result,
@@ -50,7 +54,13 @@ log = logging.getLogger(__name__)
 KM_PER_DEG_LAT = 111.32
 MAX_EXAMPLE_ROWS = 5
 # SUMMARY keeps GX's work bounded on big batches; the index list gives us example rows
-RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+PARTIAL_UNEXPECTED = 20
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED}
+# a passing slice's outcomes are the same in BASIC (it has no unexpected rows to index), which GX
+# builds in about two thirds of SUMMARY's time; a failing slice is validated again in SUMMARY
+PASS_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": PARTIAL_UNEXPECTED}
+# rows validated at a time: GX takes whole pandas frames, which cost more than their Arrow rows
+GATE_ROWS = 65_536
 
 @dataclass
 class LandingSuite:
@@ -65,6 +75,7 @@ class LandingSuite:
     points: list[tuple[str, str]] = field(default_factory=list)  # (lat column, lon column)
     margin_km: float = 0.0
     notes: list[str] = field(default_factory=list)
+    unique: dict[int, list[str]] = field(default_factory=dict)  # unique expectation's position -> its columns
 
 
 _SUITES: dict[tuple[str, str, str], LandingSuite] = {}
@@ -160,6 +171,11 @@ def _build_suite(contract: Contract) -> LandingSuite:
 
     name = ".".join(filter(None, ("landing", contract.id, contract.part)))
     out.suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    for k, e in enumerate(expectations):
+        if isinstance(e, E.ExpectColumnValuesToBeUnique):
+            out.unique[k] = [e.column]
+        elif isinstance(e, E.ExpectCompoundColumnsToBeUnique):
+            out.unique[k] = list(e.column_list)
     for e in expectations:
         kwargs = e.configuration.kwargs
         for c in [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"), *(kwargs.get("column_list") or [])]:
@@ -281,53 +297,162 @@ def run_landing_gate(
     ``batch`` names the result file (``<window>__<sha12>``). ``docs``: "failures" (default: Data
     Docs for failed batches only, a passing batch has its JSON result), "always" or "never".
     """
-    run_at = datetime.now(timezone.utc)
-    result = GateResult(gate="landing", run_at=run_at.isoformat())
-    params: dict[str, Any] = {}
-    try:
-        spec = landing_suite(contract)
-        params, notes = batch_parameters(spec, window, city_bbox(workdir))
-        result.notes += spec.notes + notes
-        frame = to_frame(spec, table)
-        result.outcomes, result.data_docs = _validate(
-            workdir, spec, frame, schema_frame(contract, table), params,
-            run_name=f"{partner_id}.{feed}.{batch}", docs=docs,
-        )
-    except Exception as exc:  # the gate itself broke: a failed check, never a pass
-        log.exception("landing gate errored on %s", batch_id or batch)
-        result.outcomes.append(gate_error(exc))
-    result.result_path = _write_result(workdir, result, feed, partner_id, batch, json_safe(params))
-    if not result.success:
-        log.warning("batch %s: %s", batch_id or batch, result.message())
-        if quarantine_dir is not None:
-            write_report(quarantine_dir, result, table, contract, batch_id=batch_id)
-    return result
+    gate = LandingGate(workdir, contract, window=window, partner_id=partner_id, feed=feed, batch=batch,
+                       batch_id=batch_id, quarantine_dir=quarantine_dir, docs=docs)
+    gate.add(table)
+    return gate.finish()
 
 
-def _validate(
-    workdir: Workdir,
-    spec: LandingSuite,
-    frame: pd.DataFrame,
-    types: pd.DataFrame,
-    params: dict,
-    *,
-    run_name: str,
-    docs: str,
-) -> tuple[list, str | None]:
-    with GX_LOCK:
-        context = new_context(workdir.gates if docs != "never" else None)
-        runs = [
-            (spec.schema_suite, *validate_frame(context, types, spec.schema_suite, asset="landing_schema")),
-            (spec.suite, *validate_frame(context, frame, spec.suite, asset="landing", parameters=params,
-                                         result_format=RESULT_FORMAT)),
-        ]
-        outcomes = [o for suite, result, _ in runs for o in outcomes_from(result, suite.name)]
-        failed = not outcomes or not all(o.success for o in outcomes)
-        if docs == "always" or (docs == "failures" and failed):
-            keys = [store_result(context, suite, result, batch_id=batch_id, run_name=run_name)
-                    for suite, result, batch_id in runs]
-            return outcomes, build_docs(context, keys)
-        return outcomes, None
+class LandingGate:
+    """The landing gate on one batch fed chunk by chunk, so a big batch is never one pandas frame.
+
+    `add` validates the rows in slices of GATE_ROWS; `finish` gives the batch's verdict and only
+    then writes anything (result JSON, Data Docs, the partner's report), so a batch refused for
+    another reason after its rows were gated leaves no gate record. Per expectation the slices'
+    outcomes add up to the whole batch's: every expectation is row by row except uniqueness,
+    which is also checked across the slices (`SeenKeys`). Row numbers count from the batch's first row.
+    """
+
+    def __init__(self, workdir: Workdir, contract: Contract, *, window: tuple[datetime, datetime], partner_id: str,
+                 feed: str, batch: str, batch_id: str | None = None, quarantine_dir: Path | None = None,
+                 docs: str = "failures"):
+        self.workdir, self.contract, self.window = workdir, contract, window
+        self.partner_id, self.feed, self.batch, self.batch_id = partner_id, feed, batch, batch_id
+        self.quarantine_dir, self.docs = quarantine_dir, docs
+        self.result = GateResult(gate="landing", run_at=datetime.now(timezone.utc).isoformat())
+        self.params: dict[str, Any] = {}
+        self.spec: LandingSuite | None = None
+        self.context: Any = None
+        self.schema: pa.Schema | None = None
+        self.schema_outcomes: list[ExpectationOutcome] = []
+        self.pending: list[pa.Table] = []
+        self.rows = 0  # rows validated so far
+        self.slices: list[list[ExpectationOutcome]] = []  # per validated slice, its outcomes
+        self.stored: list[tuple[Any, Any, str]] = []  # (suite, GX result, batch id) for Data Docs
+        self.examples: dict[int, dict] = {}  # batch row -> the row, for the report
+        # unique expectation's position in the suite -> its keys so far, and each row whose key another has
+        self.keys: dict[int, tuple[SeenKeys, dict[int, Any]]] = {}
+        self.waiting: list[tuple[pa.Table, int]] = []  # a slice's keys not in `keys` yet, and its first row
+        self.errored = False
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        if sum(t.num_rows for t in self.pending) >= GATE_ROWS:
+            self._validate_pending()
+
+    def finish(self) -> GateResult:
+        if self.pending or not self.slices:
+            self._validate_pending()
+        result = self.result
+        if not self.errored:
+            outcomes = [_merge(parts) for parts in zip(*self.slices)]
+            if len(self.slices) > 1:  # uniqueness across slices: GX saw each slice alone
+                for k, (_, repeated) in self.keys.items():
+                    outcomes[k] = _unique_outcome(outcomes[k], repeated)
+            result.outcomes = self.schema_outcomes + outcomes
+            if self.docs == "always" or (self.docs == "failures" and not result.success):
+                result.data_docs = self._docs()
+        result.result_path = _write_result(self.workdir, result, self.feed, self.partner_id, self.batch,
+                                           json_safe(self.params))
+        if not result.success:
+            log.warning("batch %s: %s", self.batch_id or self.batch, result.message())
+            if self.quarantine_dir is not None:
+                write_report(self.quarantine_dir, result, self.examples, self.rows, self.contract,
+                             batch_id=self.batch_id)
+        return result
+
+    def _validate_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        table = pa.concat_tables(pending) if pending else self.contract.arrow_schema().empty_table()
+        del pending
+        if not self.errored:
+            try:
+                with GX_LOCK:
+                    self._validate(table)
+            except Exception as exc:  # the gate itself broke: a failed check, never a pass
+                log.exception("landing gate errored on %s", self.batch_id or self.batch)
+                self.errored = True
+                self.result.outcomes = [gate_error(exc)]
+        self.rows += table.num_rows
+
+    def _validate(self, table: pa.Table) -> None:
+        if self.context is not None:
+            make_current(self.context)
+        if self.spec is None:
+            self.spec = landing_suite(self.contract)
+            self.params, notes = batch_parameters(self.spec, self.window, city_bbox(self.workdir))
+            self.result.notes += self.spec.notes + notes
+            self.context = new_context(self.workdir.gates if self.docs != "never" else None)
+            # the logical types are the schema's, the same for every slice: checked once
+            self.schema = table.schema
+            suite = self.spec.schema_suite
+            run = validate_frame(self.context, schema_frame(self.contract, table), suite, asset="landing_schema")
+            self.schema_outcomes = outcomes_from(run[0], suite.name)
+            self.stored.append((suite, *run))
+        elif table.schema != self.schema:
+            raise ValueError("the slices of one batch differ in schema")
+        suite = self.spec.suite
+        frame = to_frame(self.spec, table)
+        frame.index = pd.RangeIndex(self.rows, self.rows + len(frame))  # GX's row numbers are the batch's
+        outcomes: list[ExpectationOutcome] = []
+        for result_format in (PASS_FORMAT, RESULT_FORMAT):
+            run = validate_frame(self.context, frame, suite, asset="landing", parameters=self.params,
+                                 result_format=result_format)
+            outcomes = outcomes_from(run[0], suite.name)
+            if result_format is RESULT_FORMAT or (all(o.success for o in outcomes) and self.docs != "always"):
+                break  # a failing slice (or one for Data Docs) goes again in SUMMARY, for its examples
+        if result_format is RESULT_FORMAT:
+            self.stored.append((suite, *run))
+        del frame
+        for o in outcomes:
+            rows = [i - self.rows for i in o.unexpected_index[:MAX_EXAMPLE_ROWS]
+                    if isinstance(i, int) and self.rows <= i < self.rows + table.num_rows]
+            for i, row in zip(rows, json_safe(table.take(rows).to_pylist()) if rows else []):
+                self.examples[self.rows + i] = row
+        self.slices.append(outcomes)
+        # uniqueness across slices: a first slice's keys wait (referenced, not copied) for a second one
+        unique = {k: cols for k, cols in self.spec.unique.items() if set(cols) <= set(table.schema.names)}
+        self.waiting.append((table.select(sorted({c for cols in unique.values() for c in cols})), self.rows))
+        if len(self.slices) > 1:
+            for part, start in self.waiting:
+                rows = np.arange(start, start + part.num_rows)
+                for k, columns in unique.items():
+                    seen, repeated = self.keys.setdefault(k, (SeenKeys(columns), {}))
+                    for i, first, key in seen.add(part.select(columns), rows):
+                        repeated[int(rows[i])] = repeated[first] = key
+            self.waiting = []
+
+    def _docs(self) -> str | None:
+        run_name = f"{self.partner_id}.{self.feed}.{self.batch}"
+        with GX_LOCK:
+            make_current(self.context)
+            keys = [store_result(self.context, suite, r, batch_id=b, run_name=run_name) for suite, r, b in self.stored]
+            return build_docs(self.context, keys)
+
+
+def _unique_outcome(merged: ExpectationOutcome, repeated: dict[int, Any]) -> ExpectationOutcome:
+    """A uniqueness expectation on the whole batch; `repeated`: each row whose key another row has."""
+    if not repeated:
+        return merged
+    rows = sorted(repeated)[:PARTIAL_UNEXPECTED]
+    return replace(merged, success=False, unexpected_count=len(repeated),
+                   unexpected_examples=json_safe([repeated[i] for i in rows]), unexpected_index=rows)
+
+
+def _merge(parts: tuple[ExpectationOutcome, ...]) -> ExpectationOutcome:
+    """One expectation's outcome on the whole batch from its outcomes on the slices, in row order."""
+    if len(parts) == 1:
+        return parts[0]
+    counts = [o.unexpected_count for o in parts if o.unexpected_count is not None]
+    return replace(
+        parts[0],
+        success=all(o.success for o in parts),
+        observed_value=next((o.observed_value for o in parts if o.observed_value is not None), None),
+        unexpected_count=sum(counts) if counts else None,
+        unexpected_examples=[v for o in parts for v in o.unexpected_examples][:PARTIAL_UNEXPECTED],
+        unexpected_index=[i for o in parts for i in o.unexpected_index][:PARTIAL_UNEXPECTED],
+        exception=next((o.exception for o in parts if o.exception), None),
+    )
 
 
 def _write_result(wd: Workdir, result: GateResult, feed: str, partner_id: str, batch: str, params: dict) -> Path:
@@ -340,16 +465,16 @@ def _write_result(wd: Workdir, result: GateResult, feed: str, partner_id: str, b
 
 
 def write_report(
-    folder: Path, result: GateResult, table: pa.Table, contract: Contract, *, batch_id: str | None
+    folder: Path, result: GateResult, examples: Mapping[int, dict], rows_checked: int, contract: Contract, *,
+    batch_id: str | None,
 ) -> Path:
-    """The partner-readable report of a rejected batch: each failed expectation, counts, example rows."""
+    """The partner-readable report of a rejected batch: each failed expectation, counts, example rows
+    (`examples`: batch row -> the row, for rows the gate named)."""
     from ingest.landing import atomic_write  # landing imports this module; import late
 
     failed = []
     for o in result.failed:
-        # the frame GX saw keeps the batch's row positions, so its indexes point into the table
-        rows = [i for i in o.unexpected_index[:MAX_EXAMPLE_ROWS] if isinstance(i, int) and 0 <= i < table.num_rows]
-        examples = json_safe(table.take(rows).to_pylist()) if rows else []
+        rows = [i for i in o.unexpected_index[:MAX_EXAMPLE_ROWS] if isinstance(i, int) and i in examples]
         failed.append({
             "expectation": o.expectation_type,
             "column": o.column,
@@ -358,13 +483,13 @@ def write_report(
             "unexpected_values": o.unexpected_examples[:MAX_EXAMPLE_ROWS],
             "observed": o.observed_value,
             "gx_error": o.exception,
-            "example_rows": examples,
+            "example_rows": [examples[i] for i in rows],
         })
     report = {
         "batch_id": batch_id,
         "contract": contract.ref,
         "verdict": "batch rejected by the landing gate: nothing from it was loaded",
-        "rows_checked": table.num_rows,
+        "rows_checked": rows_checked,
         "failed_expectations": failed,
         "notes": result.notes,
         "gate_result": str(result.result_path) if result.result_path else None,
