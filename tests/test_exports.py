@@ -23,7 +23,7 @@ from mobility.warehouse.exports import (
     OWN_DETAIL,
     PARTNERS_DIR,
     ExportError,
-    write_partner_export,
+    write_partner_exports,
 )
 from mobility.warehouse.publish import load_descriptions, publish
 
@@ -146,11 +146,11 @@ def test_detail_is_found_by_its_partner_column_not_its_name(published: Workdir, 
     aggregates = tmp_path / "pub.duckdb"
     with duckdb.connect(str(aggregates)) as con:
         con.execute("create table mart_x as select 10 as n")
-    held = write_partner_export("scootco", tmp_path / "scootco", warehouse=warehouse, publication=aggregates,
-                                docs={}, k=10, published_at="now")
+    held = write_partner_exports(tmp_path / "exports", ["scootco"], warehouse=warehouse, publication=aggregates,
+                                 docs={}, k=10, published_at="now")["scootco"]
     assert held[OWN_DETAIL] == {"fct_vehicle_days": 1, "stg_other__feed": 1}
     assert held[CONSORTIUM] == {"mart_x": 1}
-    export = tmp_path / "scootco" / EXPORT_DB
+    export = tmp_path / "exports" / "scootco" / EXPORT_DB
     assert _rows(export, "select * from fct_vehicle_days") == [("scootco", 4)]
     assert _rows(export, "select * from mart_x") == [(10,)]  # the published aggregate, not the warehouse's
 

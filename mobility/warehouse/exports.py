@@ -405,27 +405,6 @@ def _connect(warehouse: Path, publication: Path):
     return con
 
 
-def write_partner_export(
-    partner_id: str,
-    folder: Path,
-    *,
-    warehouse: Path,
-    publication: Path,
-    docs: dict[str, dict],
-    k: int,
-    published_at: str,
-    previous: Path | None = None,
-) -> dict:
-    """Write one partner's folder (DuckDB file, Parquet, export.json); return what it holds.
-
-    ``previous``: the partner's live export, whose unchanged detail partitions are reused."""
-    return _write_exports(
-        folder.parent, [partner_id], warehouse=warehouse, publication=publication, docs=docs, k=k,
-        published_at=published_at, previous=previous.parent if previous is not None else None,
-        publication_parquet=None, root_exists_ok=True, names={partner_id: folder.name},
-    )[partner_id]
-
-
 def write_partner_exports(
     root: Path,
     partners: Sequence[str],
@@ -443,31 +422,10 @@ def write_partner_exports(
     ``previous``: the live ``partners`` folder, whose exports are built upon (see the module);
     ``publication_parquet``: the new publication's Parquet folder, whose files the exports link to
     rather than writing the same aggregates again."""
-    records = _write_exports(
-        root, partners, warehouse=warehouse, publication=publication, docs=docs, k=k, published_at=published_at,
-        previous=previous, publication_parquet=publication_parquet,
-    )
-    return {p: {OWN_DETAIL: r[OWN_DETAIL], CONSORTIUM: r[CONSORTIUM]} for p, r in records.items()}
-
-
-def _write_exports(
-    root: Path,
-    partners: Sequence[str],
-    *,
-    warehouse: Path,
-    publication: Path,
-    docs: dict[str, dict],
-    k: int,
-    published_at: str,
-    previous: Path | None,
-    publication_parquet: Path | None,
-    root_exists_ok: bool = False,
-    names: dict[str, str] | None = None,
-) -> dict[str, dict]:
     for partner_id in partners:
         if not partner_id or "/" in partner_id or partner_id.startswith("."):
             raise ExportError(f"partner id {partner_id!r} cannot name an export folder")
-    root.mkdir(parents=True, exist_ok=root_exists_ok)
+    root.mkdir(parents=True)
     out = {}
     con = _connect(warehouse, publication)
     try:
@@ -479,7 +437,7 @@ def _write_exports(
         clash = sorted(set(detail) & set(aggregates))
         if clash:
             raise ExportError(f"{clash} are both partner detail and published aggregates; rename the detail model")
-        folders = {p: root / (names or {}).get(p, p) for p in partners}
+        folders = {p: root / p for p in partners}
         befores = {p: previous / folders[p].name if previous is not None else None for p in partners}
         plans = {}
         for partner_id in partners:
@@ -501,4 +459,4 @@ def _write_exports(
         con.close()
         for path in (root / ".changed.duckdb", root / ".changed.duckdb.wal"):
             path.unlink(missing_ok=True)
-    return out
+    return {p: {OWN_DETAIL: r[OWN_DETAIL], CONSORTIUM: r[CONSORTIUM]} for p, r in out.items()}
