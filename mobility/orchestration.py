@@ -3,7 +3,8 @@
 The DAG files in `dags/` only call these factories. Each task calls one function of
 `mobility.pipeline`, imported inside the task so parsing a DAG file stays cheap.
 One DAG per partner feed, on the schedule of its kind; every ingest task emits the Asset of
-its feed, and the warehouse DAG is scheduled on those Assets (not on clock offsets).
+its feed, and the warehouse DAG is scheduled on the Assets of the event feeds (not on clock
+offsets) or, for the status snapshots, once an hour.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
+from airflow.sdk import DAG, Asset, AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable, CronTriggerTimetable, task
 
 from mobility.registry import Feed, Partner, load_registry
 
@@ -28,9 +29,11 @@ WAREHOUSE_POOL = "warehouse"  # one slot: DuckDB allows one writer to the wareho
 
 # Feed kinds whose ingest step exists (mobility.pipeline.INGEST_STEPS); others get no DAG.
 SUPPORTED_FEEDS = ("mds_trips", "mds_events", "mds_vehicle_status", "gbfs", "gtfs_schedule", "ridehail_trips", "bikeshare_trips")
-# Feeds the dbt project models today: only their batches trigger a warehouse build (a GBFS
-# snapshot every five minutes must not rebuild the warehouse until dbt reads GBFS).
+# Feeds whose every batch triggers a warehouse build. The status snapshots (GBFS, MDS vehicle
+# status) feed the availability marts too, but land every five minutes: rebuilding after each
+# would keep the warehouse busy, so the build also runs hourly and picks up what landed since.
 WAREHOUSE_INPUTS = ("mds_trips", "ridehail_trips", "bikeshare_trips", "gtfs_schedule")
+WAREHOUSE_HOURLY_CRON = "30 * * * *"  # between the hourly MDS windows' landings
 
 def _alert(context) -> None:
     """on_failure_callback: alert the office (webhook from the environment) with the reason."""
@@ -116,14 +119,16 @@ def ingest_dags() -> dict[str, DAG]:
 def warehouse_dag() -> DAG:
     registry = load_registry()
     assets = [feed_asset(p.id, f.feed) for p, f in registry.feeds() if f.feed in WAREHOUSE_INPUTS]
-    schedule = assets[0]
-    for a in assets[1:]:
-        schedule = schedule | a  # any new batch triggers a build
+    schedule = AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(WAREHOUSE_HOURLY_CRON, timezone="UTC"),
+        assets=AssetAny(*assets),  # any partner's new batch triggers a build
+    )
     with DAG(
         dag_id="warehouse",
-        description="dbt build -> publish gate -> publish, whenever a feed lands a batch",
+        description="dbt build -> publish gate -> publish, whenever a feed lands a batch, and hourly",
         doc_md=(
-            "Builds the DuckDB warehouse with dbt when any ingest DAG lands a batch, runs the "
+            "Builds the DuckDB warehouse with dbt when any trip, file-drop or GTFS ingest DAG lands "
+            "a batch, and hourly for the status snapshots (GBFS, MDS vehicle status), runs the "
             "Great Expectations publish gate on the marts, and publishes the read-only analyst "
             "warehouse only if the gate passes; the last good publication stays otherwise."
         ),

@@ -53,7 +53,7 @@ def test_ingest_dags_run_on_their_feeds_schedule_with_retries_and_emit_assets(da
         assert [o.uri for o in task.outlets] == [f"mobility://lake/bronze/{feed}/{partner}"]
 
 
-def test_warehouse_dag_is_scheduled_on_the_ingest_assets_with_one_writer(dagbag):
+def test_warehouse_dag_is_scheduled_on_the_ingest_assets_or_hourly_with_one_writer(dagbag):
     from mobility.orchestration import WAREHOUSE_INPUTS
 
     dag = dagbag.dags.get("warehouse")
@@ -68,6 +68,11 @@ def test_warehouse_dag_is_scheduled_on_the_ingest_assets_with_one_writer(dagbag)
     condition = dag.timetable.asset_condition
     assert type(condition).__name__ == "AssetAny"  # any partner's new batch triggers a build
     assert {a.uri for a in condition.objects} == ingest_assets
+    # status snapshots land every 5 minutes and trigger nothing: an hourly build picks them up
+    supply = {f.feed for _, f in load_registry().feeds()} & {"gbfs", "mds_vehicle_status"}
+    assert supply and not supply & set(WAREHOUSE_INPUTS)
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.timetable.expression == "30 * * * *"
     assert {t.task_id for t in dag.tasks} == {"dbt_build", "publish_gate", "publish"}
     assert all(t.pool == "warehouse" for t in dag.tasks)
     assert dag.get_task("publish").upstream_task_ids == {"publish_gate"}
