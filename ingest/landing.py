@@ -25,7 +25,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -119,17 +118,19 @@ class StagedParquet:
 
 def pseudonymise(values: pa.Array, key: bytes) -> pa.Array:
     """Keyed hash (HMAC-SHA256, 128 bits kept): stable joins, no way back without the key."""
-    # each distinct id is hashed once (a device makes many trips), in DuckDB (vectorised, threads):
-    # it has sha256 but no hmac, so HMAC is spelled out as RFC 2104 defines it
+    # each distinct id is hashed once (a device makes many trips); HMAC as RFC 2104 defines it, with
+    # the two keyed SHA-256 states built once and copied per id: about a third of the CPU time of
+    # the same sums in DuckDB (hex text and a concatenation per id) or of hmac.new per id
     encoded = values.dictionary_encode()
     block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-    with duckdb.connect() as con:
-        con.register("ids", pa.table({"id": encoded.dictionary}))
-        hashed = con.execute(
-            "select left(sha256($outer || unhex(sha256($inner || encode(id)))), 32) from ids",
-            {"inner": bytes(b ^ 0x36 for b in block), "outer": bytes(b ^ 0x5C for b in block)},
-        ).to_arrow_table().column(0)
-    return hashed.combine_chunks().cast(pa.string()).take(encoded.indices)
+    inner, outer = hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    hashed = []
+    for value in encoded.dictionary.to_pylist():
+        i, o = inner.copy(), outer.copy()
+        i.update(value.encode())
+        o.update(i.digest())
+        hashed.append(o.hexdigest()[:32])
+    return pa.array(hashed, pa.string()).take(encoded.indices)
 
 
 def _iso(ts: datetime) -> str:
