@@ -39,6 +39,7 @@ from mobility.gates._gx import (
     ExpectationOutcome,
     GateResult,
     build_docs,
+    frame_validator,
     gate_error,
     json_safe,
     make_current,
@@ -46,6 +47,7 @@ from mobility.gates._gx import (
     outcomes_from,
     store_result,
     validate_frame,
+    validate_with,
 )
 from mobility.settings import Workdir
 
@@ -395,15 +397,15 @@ class LandingGate:
         frame = to_frame(self.spec, table)
         frame.index = pd.RangeIndex(self.rows, self.rows + len(frame))  # GX's row numbers are the batch's
         outcomes: list[ExpectationOutcome] = []
+        validator = frame_validator(self.context, frame, asset="landing")
         for result_format in (PASS_FORMAT, RESULT_FORMAT):
-            run = validate_frame(self.context, frame, suite, asset="landing", parameters=self.params,
-                                 result_format=result_format)
+            run = validate_with(validator, suite, parameters=self.params, result_format=result_format)
             outcomes = outcomes_from(run[0], suite.name)
             if result_format is RESULT_FORMAT or (all(o.success for o in outcomes) and self.docs != "always"):
                 break  # a failing slice (or one for Data Docs) goes again in SUMMARY, for its examples
         if result_format is RESULT_FORMAT:
             self.stored.append((suite, *run))
-        del frame
+        del frame, validator
         for o in outcomes:
             rows = [i - self.rows for i in o.unexpected_index[:MAX_EXAMPLE_ROWS]
                     if isinstance(i, int) and self.rows <= i < self.rows + table.num_rows]
