@@ -12,7 +12,8 @@ does not count against another:
 
 - validate: `ingest.columnar.check_payload` on the bytes (parse + contract check, typed rows)
 - land: `ingest.landing.land_batch` (raw archive, check, landing gate, pseudonymised bronze,
-  quarantine report, manifest); the landing gate's share is timed too
+  quarantine report, manifest); the time land_batch spends in the landing gate's `add` and
+  `finish` is timed too (the gate validates on its own thread: that is the time spent waiting for it)
 - with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
 
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -220,15 +221,17 @@ def land_batch(
     def new_gate() -> LandingGate:
         return LandingGate(workdir, contract, window=(window.start, window.end), partner_id=partner.id,
                            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
-                           quarantine_dir=quarantine)
+                           quarantine_dir=quarantine, background=True)
 
     stream = CheckStream(contract, raw, window=(window.start, window.end),
                          track=("provider_id",) if identity else ())
-    with StagedParquet(lake.bronze(window), schema) as bronze:
+    with StagedParquet(lake.bronze(window), schema) as bronze, ExitStack() as stack:
         gate, key = new_gate(), None
+        stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation
         try:
             for table in stream:
                 if table is None:  # the row check starts over: what was gated and staged is void
+                    gate.close()
                     gate = new_gate()
                     bronze.restart()
                 elif table.num_rows:
