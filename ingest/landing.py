@@ -20,12 +20,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -119,17 +119,19 @@ class StagedParquet:
 
 def pseudonymise(values: pa.Array, key: bytes) -> pa.Array:
     """Keyed hash (HMAC-SHA256, 128 bits kept): stable joins, no way back without the key."""
-    # each distinct id is hashed once (a device makes many trips), in DuckDB (vectorised, threads):
-    # it has sha256 but no hmac, so HMAC is spelled out as RFC 2104 defines it
+    # each distinct id is hashed once (a device makes many trips); HMAC as RFC 2104 defines it, with
+    # the two keyed SHA-256 states built once and copied per id: about a third of the CPU time of
+    # the same sums in DuckDB (hex text and a concatenation per id) or of hmac.new per id
     encoded = values.dictionary_encode()
     block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-    with duckdb.connect() as con:
-        con.register("ids", pa.table({"id": encoded.dictionary}))
-        hashed = con.execute(
-            "select left(sha256($outer || unhex(sha256($inner || encode(id)))), 32) from ids",
-            {"inner": bytes(b ^ 0x36 for b in block), "outer": bytes(b ^ 0x5C for b in block)},
-        ).to_arrow_table().column(0)
-    return hashed.combine_chunks().cast(pa.string()).take(encoded.indices)
+    inner, outer = hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    hashed = []
+    for value in encoded.dictionary.to_pylist():
+        i, o = inner.copy(), outer.copy()
+        i.update(value.encode())
+        o.update(i.digest())
+        hashed.append(o.hexdigest()[:32])
+    return pa.array(hashed, pa.string()).take(encoded.indices)
 
 
 def _iso(ts: datetime) -> str:
@@ -219,15 +221,17 @@ def land_batch(
     def new_gate() -> LandingGate:
         return LandingGate(workdir, contract, window=(window.start, window.end), partner_id=partner.id,
                            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
-                           quarantine_dir=quarantine)
+                           quarantine_dir=quarantine, background=True)
 
     stream = CheckStream(contract, raw, window=(window.start, window.end),
                          track=("provider_id",) if identity else ())
-    with StagedParquet(lake.bronze(window), schema) as bronze:
+    with StagedParquet(lake.bronze(window), schema) as bronze, ExitStack() as stack:
         gate, key = new_gate(), None
+        stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation
         try:
             for table in stream:
                 if table is None:  # the row check starts over: what was gated and staged is void
+                    gate.close()
                     gate = new_gate()
                     bronze.restart()
                 elif table.num_rows:

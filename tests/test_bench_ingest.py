@@ -25,6 +25,7 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
         assert r["rows"] == 2000 and r["rows_accepted"] + r["rows_rejected"] == 2000
         assert r["rows_rejected"] > 0  # the planted faults were found
         assert r["wall_s"] > 0 and r["rows_per_s"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+        assert r["cpu_s"] > 0 and r["rows_per_cpu_s"] > 0
     assert cases["csv_validate"]["path_or_outcome"] == ["columnar"] == cases["mds_validate"]["path_or_outcome"]
     assert cases["mds_validate"]["batches"] == 2 and cases["csv_validate"]["batches"] == 1
     for case in ("csv_land", "mds_land"):

@@ -228,6 +228,38 @@ def test_a_gate_rejected_batch_of_many_chunks_loads_nothing(wd, scootco, monkeyp
     assert failure["example_rows"][0]["trip_id"] == str(uuid.UUID(int=11))
 
 
+def test_slices_are_validated_on_the_gates_thread_one_at_a_time(wd, scootco, monkeypatch):
+    """land_batch hands each full slice to the gate's own thread and goes on reading, checking and
+    writing the next rows; one slice is validated at a time, and the verdict waits for the last."""
+    import threading
+
+    import ingest.columnar
+    from mobility.gates import landing_gate
+
+    monkeypatch.setattr(ingest.columnar, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(landing_gate, "GATE_ROWS", 4)
+    seen, running, lock = [], [0], threading.Lock()
+    validate = landing_gate.LandingGate._validate
+
+    def recording(self, table):
+        with lock:
+            running[0] += 1
+            seen.append((threading.current_thread() is threading.main_thread(), running[0], table.num_rows))
+        try:
+            return validate(self, table)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(landing_gate.LandingGate, "_validate", recording)
+    pid = scootco[0].mds_provider_id
+    m = land(wd, scootco, [trip(pid, i) for i in range(10)] + [trip(pid, 10, distance=50_000), trip(pid, 11)])
+    assert m["outcome"] == "rejected" and "speed_kmh" in m["error"]  # found in the last slice, off-thread
+    assert [rows for *_, rows in seen] == [4, 4, 4]
+    assert not any(on_main for on_main, *_ in seen)
+    assert max(at_once for _, at_once, _ in seen) == 1
+
+
 def test_a_batch_the_row_check_takes_over_midway_lands_once(wd, scootco, monkeypatch):
     """A page the columnar path gives up on after some chunks (a value of the wrong JSON type) is
     checked again by the row check from the start: its rows land once, not twice."""

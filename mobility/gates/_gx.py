@@ -226,15 +226,34 @@ def validate_frame(
     result_format: Any = "SUMMARY",
 ) -> tuple[Any, str]:
     """Validate one pandas frame with a suite; returns the GX result and the batch id."""
+    validator = frame_validator(context, frame, asset=asset)
+    return validate_with(validator, suite, parameters=parameters, result_format=result_format)
+
+
+def frame_validator(context: "AbstractDataContext", frame: "pd.DataFrame", *, asset: str) -> Any:
+    """A GX validator on one pandas frame, to run one or more suite validations on it.
+
+    GX's own `Batch.validate` builds the batch a second time (a new validator from the batch's
+    request), and each build fingerprints the whole frame (`hash_pandas_object`): this validator
+    builds it once, on first use, and keeps it (with GX's metric cache) for the next run.
+    """
+    from great_expectations.validator.v1_validator import Validator
+
     source = _pandas_source(context)
     try:
         asset_obj = source.get_asset(asset)
     except LookupError:
         asset_obj = source.add_dataframe_asset(asset)
     definition = next(iter(asset_obj.batch_definitions), None) or asset_obj.add_batch_definition_whole_dataframe("whole")
-    batch = definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=result_format, expectation_parameters=dict(parameters or {}))
-    return result, batch.id
+    return Validator(batch_definition=definition, batch_parameters={"dataframe": frame})
+
+
+def validate_with(validator: Any, suite: Any, *, parameters: Mapping[str, Any] | None = None,
+                  result_format: Any = "SUMMARY") -> tuple[Any, str]:
+    """One suite validation with a `frame_validator`; returns the GX result and the batch id."""
+    validator.result_format = result_format
+    result = validator.validate_expectation_suite(suite, expectation_parameters=dict(parameters or {}))
+    return result, validator.active_batch_id
 
 
 def store_result(context: "AbstractDataContext", suite: Any, result: Any, *, batch_id: str, run_name: str) -> Any:

@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +40,7 @@ from mobility.gates._gx import (
     ExpectationOutcome,
     GateResult,
     build_docs,
+    frame_validator,
     gate_error,
     json_safe,
     make_current,
@@ -46,6 +48,7 @@ from mobility.gates._gx import (
     outcomes_from,
     store_result,
     validate_frame,
+    validate_with,
 )
 from mobility.settings import Workdir
 
@@ -315,8 +318,14 @@ class LandingGate:
 
     def __init__(self, workdir: Workdir, contract: Contract, *, window: tuple[datetime, datetime], partner_id: str,
                  feed: str, batch: str, batch_id: str | None = None, quarantine_dir: Path | None = None,
-                 docs: str = "failures"):
+                 docs: str = "failures", background: bool = False):
         self.workdir, self.contract, self.window = workdir, contract, window
+        # background: each slice is validated on a thread of the gate's own while the caller reads,
+        # checks and writes the next rows (GX is mostly Python; Arrow, Parquet and the CSV and JSON
+        # readers let go of the GIL). One slice at a time: `add` waits for the previous one first.
+        self.background = background
+        self.pool: ThreadPoolExecutor | None = None
+        self.job: Future | None = None
         self.partner_id, self.feed, self.batch, self.batch_id = partner_id, feed, batch, batch_id
         self.quarantine_dir, self.docs = quarantine_dir, docs
         self.result = GateResult(gate="landing", run_at=datetime.now(timezone.utc).isoformat())
@@ -338,11 +347,32 @@ class LandingGate:
     def add(self, table: pa.Table) -> None:
         self.pending.append(table)
         if sum(t.num_rows for t in self.pending) >= GATE_ROWS:
-            self._validate_pending()
+            pending, self.pending = self.pending, []
+            if not self.background:
+                self._validate_pending(pending)
+                return
+            self._wait()
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-gate")
+            self.job = self.pool.submit(self._validate_pending, pending)
+
+    def close(self) -> None:
+        """Wait for a slice still being validated and stop the gate's thread (`finish` does it too)."""
+        self._wait()
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+    def _wait(self) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            job.result()  # _validate_pending records an error as a failed gate: it does not raise
 
     def finish(self) -> GateResult:
+        self.close()
         if self.pending or not self.slices:
-            self._validate_pending()
+            pending, self.pending = self.pending, []
+            self._validate_pending(pending)
         result = self.result
         if not self.errored:
             outcomes = [_merge(parts) for parts in zip(*self.slices)]
@@ -361,10 +391,9 @@ class LandingGate:
                              batch_id=self.batch_id)
         return result
 
-    def _validate_pending(self) -> None:
-        pending, self.pending = self.pending, []
+    def _validate_pending(self, pending: list[pa.Table]) -> None:
         table = pa.concat_tables(pending) if pending else self.contract.arrow_schema().empty_table()
-        del pending
+        pending.clear()
         if not self.errored:
             try:
                 with GX_LOCK:
@@ -395,15 +424,15 @@ class LandingGate:
         frame = to_frame(self.spec, table)
         frame.index = pd.RangeIndex(self.rows, self.rows + len(frame))  # GX's row numbers are the batch's
         outcomes: list[ExpectationOutcome] = []
+        validator = frame_validator(self.context, frame, asset="landing")
         for result_format in (PASS_FORMAT, RESULT_FORMAT):
-            run = validate_frame(self.context, frame, suite, asset="landing", parameters=self.params,
-                                 result_format=result_format)
+            run = validate_with(validator, suite, parameters=self.params, result_format=result_format)
             outcomes = outcomes_from(run[0], suite.name)
             if result_format is RESULT_FORMAT or (all(o.success for o in outcomes) and self.docs != "always"):
                 break  # a failing slice (or one for Data Docs) goes again in SUMMARY, for its examples
         if result_format is RESULT_FORMAT:
             self.stored.append((suite, *run))
-        del frame
+        del frame, validator
         for o in outcomes:
             rows = [i - self.rows for i in o.unexpected_index[:MAX_EXAMPLE_ROWS]
                     if isinstance(i, int) and self.rows <= i < self.rows + table.num_rows]
