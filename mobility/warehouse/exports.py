@@ -397,9 +397,10 @@ def _write_record(folder: Path, partner_id: str, published_at: str, k: int, held
     return record
 
 
-def _connect(warehouse: Path, publication: Path):
-    # spatial: staging views of the warehouse call its functions (st_point) when read
-    con = spatial.connect()
+def _connect(warehouse: Path, publication: Path, config: dict[str, str]):
+    # spatial: staging views of the warehouse call its functions (st_point) when read; config: the
+    # pipeline's memory cap and spill folder, for every export is written through this connection
+    con = spatial.connect(config=config)
     con.execute(f"attach {_sql_string(str(warehouse))} as wh (read_only)")
     con.execute(f"attach {_sql_string(str(publication))} as pub (read_only)")
     return con
@@ -414,11 +415,14 @@ def write_partner_exports(
     docs: dict[str, dict],
     k: int,
     published_at: str,
+    duckdb_config: dict[str, str],
     previous: Path | None = None,
     publication_parquet: Path | None = None,
 ) -> dict[str, dict]:
     """One export folder per partner under ``root``; returns partner -> rows per table.
 
+    ``duckdb_config``: settings of the DuckDB connection that writes them (``Workdir.duckdb_config()``:
+    the memory cap and spill folder);
     ``previous``: the live ``partners`` folder, whose exports are built upon (see the module);
     ``publication_parquet``: the new publication's Parquet folder, whose files the exports link to
     rather than writing the same aggregates again."""
@@ -427,7 +431,7 @@ def write_partner_exports(
             raise ExportError(f"partner id {partner_id!r} cannot name an export folder")
     root.mkdir(parents=True)
     out = {}
-    con = _connect(warehouse, publication)
+    con = _connect(warehouse, publication, duckdb_config)
     try:
         started = time.perf_counter()
         detail = detail_relations(con, "wh")  # one read of every detail relation's batch ids, all partners

@@ -114,7 +114,7 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
     """Write the complete new publication under temporary names; return rows per table."""
     parquet_tmp.mkdir(parents=True)
     tables: dict[str, int] = {}
-    con = duckdb.connect(str(db_tmp))
+    con = duckdb.connect(str(db_tmp), config=wd.duckdb_config())
     try:
         con.execute(f"attach {_sql_string(str(wd.warehouse))} as wh (read_only)")
         names = _published_tables(con)
@@ -200,7 +200,7 @@ def publish(
         exports = write_partner_exports(
             partners_tmp, partner_ids, warehouse=wd.warehouse, publication=db_tmp, docs=docs, k=k,
             published_at=stamp.isoformat(), previous=live_partners if reuse and live_partners.is_dir() else None,
-            publication_parquet=parquet_tmp,
+            publication_parquet=parquet_tmp, duckdb_config=wd.duckdb_config(),
         )
         for f in parquet_tmp.iterdir():
             f.chmod(READ_ONLY)
