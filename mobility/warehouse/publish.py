@@ -9,7 +9,9 @@ set of files), then the ``partners`` symlink (every partner export, see ``export
 
 Partner exports are built on the live ones (``reuse=True``, the default): each starts from a copy
 of the previous export's DuckDB file and hard links to its Parquet partitions, and only the detail
-partitions whose batches changed are written again; the live files are only read. ``reuse=False``
+partitions whose batches changed are written again; the live files are only read. Every DuckDB
+connection here holds the pipeline's memory cap and spills into the workdir
+(``Workdir.duckdb_config``), as the dbt build does. ``reuse=False``
 writes every export from scratch (e.g. after re-landing batches under a rotated pseudonymisation
 key, which changes rows without changing batch ids). Both give the same publication.
 
