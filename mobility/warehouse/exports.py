@@ -24,9 +24,9 @@ changed are deleted and loaded again from those Parquet files; its Parquet files
 partitions are hard links to the previous ones. (The DuckDB file holds its detail as tables, not
 as views over the Parquet: DuckDB resolves a view's relative file paths against the reader's
 working directory, not the database file's folder, so such a file would not work standalone
-wherever the partner puts the export.) A relation is rewritten whole when its definition changed (columns,
-types, view SQL), when it has no ``batch_id``, or when it is a table without ``loaded_at`` (its
-rows could be rebuilt under the same batches). ``reuse=False`` (``publish(..., reuse=False)``)
+wherever the partner puts the export.) A relation is rewritten whole when its definition
+changed (columns, types, view SQL), when it has no ``batch_id``, or when it is a table without
+``loaded_at`` (its rows could be rebuilt under the same batches). ``reuse=False`` (``publish(..., reuse=False)``)
 writes everything from scratch; both give the same export.
 
 Exports are written by publication into its temporary tree and swapped in with it (see
