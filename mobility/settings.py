@@ -16,6 +16,11 @@ CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DAGS_DIR = PROJECT_ROOT / "dags"
 REFERENCE_SCHEMAS_ENV = "MOBILITY_REFERENCE_SCHEMAS"
+DUCKDB_MEMORY_LIMIT_ENV = "MOBILITY_DUCKDB_MEMORY_LIMIT"
+DUCKDB_TEMP_DIRECTORY_ENV = "MOBILITY_DUCKDB_TEMP_DIRECTORY"
+# DuckDB spills to disk beyond this instead of growing with the day's volume (its own default is
+# 80% of the machine); the pipeline's peak memory target is 4 GB on a 24 GB machine
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
 
 
 def reference_schemas_dir() -> Path:
@@ -28,6 +33,12 @@ def reference_schemas_dir() -> Path:
 def default_workdir() -> Path:
     """$MOBILITY_WORKDIR if set (Airflow workers, dbt), else ./var in the project."""
     return Path(os.environ.get("MOBILITY_WORKDIR") or PROJECT_ROOT / "var")
+
+
+def duckdb_memory_limit() -> str:
+    """The memory cap of every heavy DuckDB connection of the pipeline (dbt build, publication):
+    $MOBILITY_DUCKDB_MEMORY_LIMIT (DuckDB's syntax, e.g. ``6GB``), else 3 GB."""
+    return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV) or DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,23 @@ class Workdir:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def duckdb_temp(self) -> Path:
+        """Where DuckDB spills beyond its memory cap (dbt build and publication)."""
+        return self.root / "tmp" / "duckdb"
+
+    def duckdb_config(self) -> dict[str, str]:
+        """``duckdb.connect(config=...)`` for a heavy connection of the pipeline: the memory cap and
+        its spill folder, created here (DuckDB does not create missing parents). dbt gets the same
+        two through ``env()`` and profiles.yml."""
+        self.duckdb_temp.mkdir(parents=True, exist_ok=True)
+        return {"memory_limit": duckdb_memory_limit(), "temp_directory": str(self.duckdb_temp)}
+
     def env(self) -> dict[str, str]:
         """Environment variables that point dbt and Airflow tasks at this workdir."""
         return {
             "MOBILITY_WORKDIR": str(self.root),
             "MOBILITY_WAREHOUSE_PATH": str(self.warehouse),
+            DUCKDB_MEMORY_LIMIT_ENV: duckdb_memory_limit(),
+            DUCKDB_TEMP_DIRECTORY_ENV: str(self.duckdb_temp),
         }

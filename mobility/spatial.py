@@ -83,11 +83,14 @@ def ensure_spatial(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection (in memory if ``path`` is None) with the spatial extension loaded."""
+def connect(
+    path: str | Path | None = None, read_only: bool = False, config: dict[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (in memory if ``path`` is None) with the spatial extension loaded;
+    ``config``: DuckDB settings, e.g. ``Workdir.duckdb_config()`` (memory cap, spill folder)."""
     if path is None and read_only:
         raise ValueError("read_only needs a database path: an in-memory database cannot be read-only")
-    con = duckdb.connect(str(path) if path is not None else ":memory:", read_only=read_only)
+    con = duckdb.connect(str(path) if path is not None else ":memory:", read_only=read_only, config=config or {})
     try:
         return ensure_spatial(con)
     except BaseException:

@@ -147,7 +147,8 @@ def test_detail_is_found_by_its_partner_column_not_its_name(published: Workdir, 
     with duckdb.connect(str(aggregates)) as con:
         con.execute("create table mart_x as select 10 as n")
     held = write_partner_exports(tmp_path / "exports", ["scootco"], warehouse=warehouse, publication=aggregates,
-                                 docs={}, k=10, published_at="now")["scootco"]
+                                 docs={}, k=10, published_at="now",
+                                 duckdb_config=Workdir.resolve(tmp_path).duckdb_config())["scootco"]
     assert held[OWN_DETAIL] == {"fct_vehicle_days": 1, "stg_other__feed": 1}
     assert held[CONSORTIUM] == {"mart_x": 1}
     export = tmp_path / "exports" / "scootco" / EXPORT_DB
@@ -183,3 +184,33 @@ def test_failed_export_leaves_the_previous_publication_byte_identical(published:
     assert sorted(result.partners) == ["zoomride"]
     assert sorted(p.name for p in (wd.published / PARTNERS_DIR).iterdir()) == ["zoomride"]
     assert not old_target.exists()
+
+
+def test_publication_connections_are_capped_by_the_pipeline_memory_setting(
+    published: Workdir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every DuckDB connection publication opens (the marts', the exports') holds
+    MOBILITY_DUCKDB_MEMORY_LIMIT and spills into the workdir, as the dbt build does (DuckDB's own
+    default is 80% of the machine, spilling under the process's working directory)."""
+    import shutil
+
+    wd = Workdir.resolve(tmp_path / "copy")
+    shutil.copytree(published.root, wd.root, symlinks=True, ignore=shutil.ignore_patterns("airflow", "logs"))
+    monkeypatch.setenv("MOBILITY_DUCKDB_MEMORY_LIMIT", "1234MB")
+    with duckdb.connect(config={"memory_limit": "1234MB"}) as con:
+        expected_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    seen: list[tuple[str, str]] = []
+    connect = duckdb.connect
+
+    def recording(*args, **kwargs):
+        con = connect(*args, **kwargs)
+        seen.append(con.execute("select current_setting('memory_limit'), current_setting('temp_directory')").fetchone())
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", recording)  # the module's own: spatial.connect calls it too
+    publish(wd, k=10, partners=["scootco"])
+    assert len(seen) >= 2  # the new publication's file, the exports' connection
+    assert set(seen) == {(expected_limit, str(wd.duckdb_temp))}
+    assert wd.duckdb_temp.is_dir() and wd.duckdb_temp.is_relative_to(wd.root)
+    assert wd.env()["MOBILITY_DUCKDB_MEMORY_LIMIT"] == "1234MB"  # what the dbt build's profile reads
+    assert wd.env()["MOBILITY_DUCKDB_TEMP_DIRECTORY"] == str(wd.duckdb_temp)

@@ -76,7 +76,7 @@ SCORECARD = "mart_equity_scorecard"
 def read_frames(wd: Workdir, k: int) -> tuple[dict[str, pd.DataFrame], list[int]]:
     """The marts as built, the suppressed frames that would be published, and the neighborhood ids."""
     frames: dict[str, pd.DataFrame] = {}
-    con = duckdb.connect(str(wd.warehouse), read_only=True)
+    con = duckdb.connect(str(wd.warehouse), read_only=True, config=wd.duckdb_config())
     try:
         for table in SUPPRESSION:
             frames[table] = con.execute(f'select * from main."{table}"').df()

@@ -16,12 +16,17 @@ covers (``batch_id`` is ``<partner>:<feed>:<window label>:...`` and every window
 with its day; ``undated`` if it does not). Its fingerprint is its batch ids, row count and load
 times: batches are immutable (a corrected resubmission of a window is a new batch id, and
 ``fct_trips`` replaces the window's rows), so a partition whose fingerprint is unchanged holds
-the same rows. Each export starts from a copy of the previous export's DuckDB file (never the
-file itself: the live publication is not touched) in which only the partitions whose fingerprint
-changed are deleted and inserted again, and its Parquet files of unchanged partitions are hard
-links to the previous ones. A relation is rewritten whole when its definition changed (columns,
-types, view SQL), when it has no ``batch_id``, or when it is a table without ``loaded_at`` (its
-rows could be rebuilt under the same batches). ``reuse=False`` (``publish(..., reuse=False)``)
+the same rows. The changed partitions of every partner are written as Parquet in one pass over
+the warehouse per relation (one partitioned COPY, by partner and partition, no intermediate
+table). Each export starts from a copy of the previous export's DuckDB file (never the file
+itself: the live publication is not touched) in which only the partitions whose fingerprint
+changed are deleted and loaded again from those Parquet files; its Parquet files of unchanged
+partitions are hard links to the previous ones. (The DuckDB file holds its detail as tables, not
+as views over the Parquet: DuckDB resolves a view's relative file paths against the reader's
+working directory, not the database file's folder, so such a file would not work standalone
+wherever the partner puts the export.) A relation is rewritten whole when its definition
+changed (columns, types, view SQL), when it has no ``batch_id``, or when it is a table without
+``loaded_at`` (its rows could be rebuilt under the same batches). ``reuse=False`` (``publish(..., reuse=False)``)
 writes everything from scratch; both give the same export.
 
 Exports are written by publication into its temporary tree and swapped in with it (see
@@ -271,24 +276,39 @@ def _batch_filter(batches: list[str]) -> str:
     return f"({ranges}) and {column} in {_sql_list(batches)}"
 
 
-def _changed_rows(con, detail: dict[str, DetailRelation], plans: dict[str, dict[str, _Plan]], scratch: Path) -> dict[str, str]:
-    """The warehouse's rows of every partition some export rebuilds incrementally, read once for all
-    partners into a scratch DuckDB file (with their ``__partition``); relation -> scratch table."""
-    out: dict[str, str] = {}
+def _changed_partitions(
+    con, detail: dict[str, DetailRelation], plans: dict[str, dict[str, _Plan]], staging: Path
+) -> dict[tuple[str, str, str], Path]:
+    """Write the partitions some export rebuilds incrementally as Parquet, every partner's at once:
+    one read of the changed batches per relation and one partitioned COPY (by partner and
+    partition), no intermediate table. (relation, partner, partition) -> its Parquet file, which
+    the partner's export then moves into place and loads into its DuckDB table."""
+    out: dict[tuple[str, str, str], Path] = {}
     for table, relation in detail.items():
-        batches = sorted({
-            b for partner, tables in plans.items() if tables[table].incremental
-            for p in tables[table].fresh for b in relation.of(partner)[p].batches
+        wanted = sorted({
+            (partner, p) for partner, tables in plans.items() if tables[table].incremental for p in tables[table].fresh
         })
-        if not batches:
+        if not wanted:
             continue
-        if not out:
-            con.execute(f"attach {_sql_string(str(scratch))} as scratch")
+        batches = sorted({b for partner, p in wanted for b in relation.of(partner)[p].batches})
+        keys = ", ".join(f"({_sql_string(partner)}, {_sql_string(p)}, '{i}')" for i, (partner, p) in enumerate(wanted))
+        folder = staging / table
+        staging.mkdir(exist_ok=True)  # DuckDB's COPY makes the folder, not its parents
+        # one folder per (partner, partition), named by its index (a partner id or partition label
+        # never has to survive hive-style path escaping); only the key column is left out of the files
         con.execute(
-            f"create table scratch.main.{_ident(table)} as select *, {partition_sql(_ident(BATCH_COLUMN))} as __partition "
-            f"from wh.main.{_ident(table)} where {_batch_filter(batches)}"
+            f"copy (select changed.* exclude (__partition), wanted.w_key as __key "
+            f"from (select *, {partition_sql(_ident(BATCH_COLUMN))} as __partition from wh.main.{_ident(table)} "
+            f"where {_batch_filter(batches)}) as changed "
+            f"join (values {keys}) as wanted(w_partner, w_part, w_key) "
+            f"on changed.{_ident(PARTNER_COLUMN)} = wanted.w_partner and changed.__partition = wanted.w_part) "
+            f"to {_sql_string(str(folder))} (format parquet, partition_by (__key), write_partition_columns false)"
         )
-        out[table] = f"scratch.main.{_ident(table)}"
+        for i, (partner, p) in enumerate(wanted):
+            written = sorted((folder / f"__key={i}").glob("*.parquet"))
+            if len(written) != 1:
+                raise ExportError(f"{partner}: expected one Parquet file for {table} partition {p}, found {len(written)}")
+            out[(table, partner, p)] = written[0]
     return out
 
 
@@ -300,7 +320,7 @@ def _export_into(
     docs: dict[str, dict],
     detail: dict[str, DetailRelation],
     plans: dict[str, _Plan],
-    changed: dict[str, str],
+    changed: dict[tuple[str, str, str], Path],
     aggregates: dict[str, list[str]],
     previous: Path | None,
     publication_parquet: Path | None,
@@ -340,11 +360,11 @@ def _export_into(
             if plan.incremental:
                 if plan.stale:
                     con.execute(f"delete from {target} where {partition_sql(_ident(BATCH_COLUMN))} in {_sql_list(plan.stale)}")
-                fresh = (f"select * from {changed[table]} where {_ident(PARTNER_COLUMN)} = {partner}"
-                         if plan.fresh else None)
-                if fresh:
-                    con.execute(f"insert into {target} select * exclude (__partition) from ({fresh}) "
-                                f"where __partition in {_sql_list(plan.fresh)}")
+                files = [changed[(table, partner_id, p)] for p in plan.fresh]
+                if files:  # the partitions' Parquet, written for every partner at once, is the one source
+                    listed = ", ".join(_sql_string(str(f)) for f in files)
+                    con.execute(f"insert into {target} by name select * from read_parquet([{listed}], hive_partitioning = false)")
+                fresh = None
             else:
                 if table in existing:
                     con.execute(f"drop table {target}")
@@ -364,7 +384,10 @@ def _export_into(
             out.mkdir()
             for p in plan.kept:
                 _link_or_copy(previous / "parquet" / table / f"{p}.parquet", out / f"{p}.parquet")
-            if current:
+            if current and plan.incremental:
+                for p in plan.fresh:
+                    os.replace(changed[(table, partner_id, p)], out / f"{p}.parquet")
+            elif current:
                 _write_partitions(con, fresh, out, plan.fresh)
             elif plan.incremental and (previous / "parquet" / table / f"{EMPTY}.parquet").is_file():
                 _link_or_copy(previous / "parquet" / table / f"{EMPTY}.parquet", out / f"{EMPTY}.parquet")
@@ -397,9 +420,10 @@ def _write_record(folder: Path, partner_id: str, published_at: str, k: int, held
     return record
 
 
-def _connect(warehouse: Path, publication: Path):
-    # spatial: staging views of the warehouse call its functions (st_point) when read
-    con = spatial.connect()
+def _connect(warehouse: Path, publication: Path, config: dict[str, str]):
+    # spatial: staging views of the warehouse call its functions (st_point) when read; config: the
+    # pipeline's memory cap and spill folder, for every export is written through this connection
+    con = spatial.connect(config=config)
     con.execute(f"attach {_sql_string(str(warehouse))} as wh (read_only)")
     con.execute(f"attach {_sql_string(str(publication))} as pub (read_only)")
     return con
@@ -414,11 +438,14 @@ def write_partner_exports(
     docs: dict[str, dict],
     k: int,
     published_at: str,
+    duckdb_config: dict[str, str],
     previous: Path | None = None,
     publication_parquet: Path | None = None,
 ) -> dict[str, dict]:
     """One export folder per partner under ``root``; returns partner -> rows per table.
 
+    ``duckdb_config``: settings of the DuckDB connection that writes them (``Workdir.duckdb_config()``:
+    the memory cap and spill folder);
     ``previous``: the live ``partners`` folder, whose exports are built upon (see the module);
     ``publication_parquet``: the new publication's Parquet folder, whose files the exports link to
     rather than writing the same aggregates again."""
@@ -427,7 +454,7 @@ def write_partner_exports(
             raise ExportError(f"partner id {partner_id!r} cannot name an export folder")
     root.mkdir(parents=True)
     out = {}
-    con = _connect(warehouse, publication)
+    con = _connect(warehouse, publication, duckdb_config)
     try:
         started = time.perf_counter()
         detail = detail_relations(con, "wh")  # one read of every detail relation's batch ids, all partners
@@ -444,8 +471,8 @@ def write_partner_exports(
             prev = _previous_state(befores[partner_id])
             plans[partner_id] = {t: _plan(r, partner_id, prev, befores[partner_id]) for t, r in detail.items()}
         started = time.perf_counter()
-        changed = _changed_rows(con, detail, plans, root / ".changed.duckdb")
-        log.info("changed rows of %d detail relation(s) read in %.2f s", len(changed), time.perf_counter() - started)
+        changed = _changed_partitions(con, detail, plans, root / ".changed")
+        log.info("%d changed detail partition(s) written in %.2f s", len(changed), time.perf_counter() - started)
         for partner_id in partners:
             held, state, reused, rewritten = _export_into(
                 con, partner_id, folders[partner_id], docs=docs, detail=detail, plans=plans[partner_id],
@@ -457,6 +484,5 @@ def write_partner_exports(
                      partner_id, sum(held[OWN_DETAIL].values()), reused, rewritten)
     finally:
         con.close()
-        for path in (root / ".changed.duckdb", root / ".changed.duckdb.wal"):
-            path.unlink(missing_ok=True)
+        shutil.rmtree(root / ".changed", ignore_errors=True)
     return {p: {OWN_DETAIL: r[OWN_DETAIL], CONSORTIUM: r[CONSORTIUM]} for p, r in out.items()}

@@ -9,7 +9,9 @@ set of files), then the ``partners`` symlink (every partner export, see ``export
 
 Partner exports are built on the live ones (``reuse=True``, the default): each starts from a copy
 of the previous export's DuckDB file and hard links to its Parquet partitions, and only the detail
-partitions whose batches changed are written again; the live files are only read. ``reuse=False``
+partitions whose batches changed are written again; the live files are only read. Every DuckDB
+connection here holds the pipeline's memory cap and spills into the workdir
+(``Workdir.duckdb_config``), as the dbt build does. ``reuse=False``
 writes every export from scratch (e.g. after re-landing batches under a rotated pseudonymisation
 key, which changes rows without changing batch ids). Both give the same publication.
 
@@ -114,7 +116,7 @@ def _build(wd: Workdir, db_tmp: Path, parquet_tmp: Path, k: int, docs: dict[str,
     """Write the complete new publication under temporary names; return rows per table."""
     parquet_tmp.mkdir(parents=True)
     tables: dict[str, int] = {}
-    con = duckdb.connect(str(db_tmp))
+    con = duckdb.connect(str(db_tmp), config=wd.duckdb_config())
     try:
         con.execute(f"attach {_sql_string(str(wd.warehouse))} as wh (read_only)")
         names = _published_tables(con)
@@ -200,7 +202,7 @@ def publish(
         exports = write_partner_exports(
             partners_tmp, partner_ids, warehouse=wd.warehouse, publication=db_tmp, docs=docs, k=k,
             published_at=stamp.isoformat(), previous=live_partners if reuse and live_partners.is_dir() else None,
-            publication_parquet=parquet_tmp,
+            publication_parquet=parquet_tmp, duckdb_config=wd.duckdb_config(),
         )
         for f in parquet_tmp.iterdir():
             f.chmod(READ_ONLY)
