@@ -47,20 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neighborhoods", type=int, default=80)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reuse-lake", action="store_true",
+                        help="keep the city and lake a previous run landed for this volume (landing 10M "
+                             "trips takes half an hour); the warehouse and publication are built anew")
     args = parser.parse_args(argv)
 
     console = Console()
     ensure_demo_secrets()  # the pseudonymisation key, as the bench has it
     wd = Workdir.resolve(args.workdir / f"tpd-{args.trips_per_day}")
-    if wd.root.exists():
-        shutil.rmtree(wd.root)  # a stale lake would change every figure
-    wd.root.mkdir(parents=True)
+    landed = wd.root / "landing.json"  # written last: the lake is whole only once it exists
     tz_name = load_registry().consortium.timezone
     scale = bench.scale_for(args.trips_per_day)
     machine = bench.machine_info()
-    generate_city(wd, seed=args.seed, n_neighborhoods=args.neighborhoods)
-    console.log(f"landing {args.day} at {args.trips_per_day:,} trips/day without HTTP")
-    landing = bench.land_history(wd, [args.day], seed=args.seed, scale=scale, tz_name=tz_name)
+    if args.reuse_lake and landed.exists() and json.loads(landed.read_text())["day"] == args.day.isoformat():
+        console.log(f"reusing the lake landed in {wd.root}")
+        landing = json.loads(landed.read_text())["landing"]
+        for built in (wd.warehouse.parent, wd.published, wd.dbt_target.parent):
+            shutil.rmtree(built, ignore_errors=True)  # the build must start from nothing, as the first did
+    else:
+        if wd.root.exists():
+            shutil.rmtree(wd.root)  # a stale lake would change every figure
+        wd.root.mkdir(parents=True)
+        generate_city(wd, seed=args.seed, n_neighborhoods=args.neighborhoods)
+        console.log(f"landing {args.day} at {args.trips_per_day:,} trips/day without HTTP")
+        landing = bench.land_history(wd, [args.day], seed=args.seed, scale=scale, tz_name=tz_name)
+        landed.write_text(json.dumps({"day": args.day.isoformat(), "landing": landing}, default=str))
     start, end = bench.local_day_bounds(args.day, tz_name)
     env = {**os.environ, **wd.env()}
     stages = {}

@@ -408,6 +408,9 @@ class _PassingGate:
 
         return SimpleNamespace(success=True)
 
+    def close(self) -> None:
+        pass
+
 
 def _land_history_day(root: str, seed: int, scale: float, partner_id: str, start: str, end: str,
                       gate: bool) -> tuple[int, int]:
