@@ -426,7 +426,7 @@ def _land_history_day(root: str, seed: int, scale: float, partner_id: str, start
     from mobility.registry import load_registry
     from mobility.settings import REGISTRY_PATH
     from mobility.simulator.consortium import load_demo_partners
-    from mobility.simulator.server import MDS_VERSION, _dumps, build_world
+    from mobility.simulator.server import build_world, mds_hour_body
 
     wd = Workdir.resolve(root)
     key = (root, seed, scale)
@@ -443,7 +443,7 @@ def _land_history_day(root: str, seed: int, scale: float, partner_id: str, start
     rows = batches = 0
     for hour in hours(datetime.fromisoformat(start), datetime.fromisoformat(end)):
         # the simulator's own serialiser, so the bytes equal what GET /trips serves for the hour
-        raw = _dumps({"version": MDS_VERSION, "trips": world.trips_ending_in_hour(partner_id, hour)})
+        raw = b"".join(mds_hour_body(world, partner_id, hour, "trips"))
         manifest = land_batch(wd, partner=partner, feed=feed, contract=contract, window=Window.hour(hour),
                               raw=raw, source=f"bench-history:{partner_id}:{hour:%Y-%m-%dT%H}")
         if manifest["outcome"] not in ("accepted", "partial", "empty"):

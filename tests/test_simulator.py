@@ -418,3 +418,54 @@ def test_drop_files(workdir: Workdir, world: World) -> None:
     first = {p: p.read_bytes() for p in paths}
     drop_files(workdir, day, world=World(workdir, SEED))
     assert all(p.read_bytes() == data for p, data in first.items())
+
+
+# ---------------------------------------------------------------------------- serving at scale
+def test_uuids_are_formatted_as_the_uuid_module_formats_version_4() -> None:
+    import uuid
+
+    from mobility.simulator.world import uuid4_bytes, uuids_from_bytes
+
+    raw = np.random.default_rng(1).bytes(16 * 500)
+    expected = [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, len(raw), 16)]
+    assert uuids_from_bytes(raw) == expected
+    assert uuids_from_bytes(uuid4_bytes(raw)) == expected  # the raw form the trip batches keep
+    assert uuids_from_bytes(b"") == []
+
+
+def test_streamed_hour_is_byte_for_byte_the_json_of_the_records(workdir: Workdir, world: World) -> None:
+    from mobility.simulator.consortium import demo_behaviour
+    from mobility.simulator.server import MDS_VERSION, _dumps, mds_hour_body
+
+    tiny = World(workdir, SEED, demo_behaviour(scale=0.0005))
+    for w in (world, tiny):  # busy hours and (in the tiny world) empty ones
+        for op in ("scootco", "zoomride"):
+            for i in range(0, 24, 5):
+                h = DAY_START + timedelta(hours=i)
+                trips, events = w.trips_ending_in_hour(op, h), w.events_in_hour(op, h)
+                assert b"".join(mds_hour_body(w, op, h, "trips")) == _dumps({"version": MDS_VERSION, "trips": trips})
+                assert b"".join(mds_hour_body(w, op, h, "events")) == _dumps({"version": MDS_VERSION, "events": events})
+                # chunk boundaries fall between records, whatever the chunk size
+                assert ",".join(w.trip_records_json(op, h, chunk_rows=7)) == _dumps(trips)[1:-1].decode()
+                assert ",".join(w.event_records_json(op, h, chunk_rows=3)) == _dumps(events)[1:-1].decode()
+    assert any(not tiny.trips_ending_in_hour("scootco", DAY_START + timedelta(hours=i)) for i in range(0, 24, 5))
+
+
+def test_http_trips_and_events_are_the_records_as_json(client: httpx.Client, world: World) -> None:
+    from mobility.simulator.server import MDS_VERSION, _dumps
+
+    hour = NOW - timedelta(hours=7)
+    r = client.get("/scootco/mds/trips", params={"end_time": hour_str(hour)})
+    assert r.status_code == 200 and r.headers["content-type"] == MDS_ACCEPT
+    assert r.content == _dumps({"version": MDS_VERSION, "trips": world.trips_ending_in_hour("scootco", hour)})
+    r = client.get("/scootco/mds/events/historical", params={"event_time": hour_str(hour)})
+    assert r.content == _dumps({"version": MDS_VERSION, "events": world.events_in_hour("scootco", hour)})
+
+
+def test_generated_hours_kept_are_bounded(workdir: Workdir) -> None:
+    from mobility.simulator.world import TRIP_HOURS_CACHED
+
+    w = World(workdir, SEED)
+    for i in range(3 * TRIP_HOURS_CACHED):
+        list(w.trip_records_json("scootco", DAY_START + timedelta(hours=i)))
+    assert 0 < w._trips_cached.cache_info().currsize <= TRIP_HOURS_CACHED

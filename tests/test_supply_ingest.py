@@ -59,7 +59,8 @@ def test_out_of_order_events_are_flagged_not_rejected(sim, wd, monkeypatch):
 
     # through the real endpoint: the partner publishes the hour newest first
     world = sim.sim.world
-    monkeypatch.setattr(world, "events_in_hour", lambda op, hour: list(reversed(served)))
+    newest_first = json.dumps(list(reversed(served)), separators=(",", ":"))[1:-1]  # the records, as served
+    monkeypatch.setattr(world, "event_records_json", lambda op, hour, chunk_rows=None: iter([newest_first]))
     m = ingest_mds_hour(wd, "scootco", "mds_events", HOUR)
     assert m["outcome"] == "accepted" and m["rows_accepted"] == len(served)  # flagged, not rejected
     assert m["out_of_order_transitions"] == len(out_of_order_transitions(reversed(served))) > 0

@@ -34,6 +34,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ from urllib.parse import unquote_plus
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from mobility.settings import REGISTRY_PATH, Workdir
@@ -99,6 +100,20 @@ class HttpError(Exception):
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def mds_hour_body(world: World, partner: str, hour: datetime, kind: str) -> Iterator[bytes]:
+    """The body of ``/trips`` (``kind="trips"``) or ``/events/historical`` (``"events"``) for one
+    hour, in UTF-8 chunks: byte for byte ``_dumps({"version": MDS_VERSION, kind: records})``, but
+    written a few thousand records at a time, so a 10M-trips-a-day hour (hundreds of thousands of
+    records, ~200 MB of JSON) never exists as dicts or as one string."""
+    records = world.trip_records_json if kind == "trips" else world.event_records_json
+    # the first piece carries the first records, so the hour is generated before a byte is sent
+    head, sep = _dumps({"version": MDS_VERSION})[:-1] + f',"{kind}":['.encode(), b""
+    for chunk in records(partner, hour):
+        yield head + sep + chunk.encode("utf-8")
+        head, sep = b"", b","
+    yield head + b"]}"
 
 
 def _rfc3339(t: datetime, tz: Any) -> str:
@@ -192,23 +207,28 @@ def create_app(
         except ValueError:
             raise HttpError(400, "bad_param", f"{name} is not a valid hour", [name]) from None
 
+    async def status_fault(partner: str, rel: str, fault: Any) -> None:
+        """Raise the error a status fault asks for, or sleep for a timeout fault."""
+        if fault is None:
+            return
+        log.info("fault %s on %s %s", fault.mode, partner, rel)
+        if fault.mode == "500":
+            raise HttpError(500, "internal_error", "simulated server error")
+        if fault.mode == "429":
+            retry = str(fault.options.get("retry_after", 1))
+            raise HttpError(429, "too_many_requests", "simulated rate limit", headers={"Retry-After": retry})
+        if fault.mode == "202":
+            raise HttpError(202, "not_ready", "simulated: still processing")
+        if fault.mode == "timeout":
+            await asyncio.sleep(float(fault.options.get("seconds", timeout_s)))
+
     async def respond(request: Request, partner: str, rel: str, build: Callable[[], Any], *,
                       media_type: str = MDS_MEDIA_TYPE, status: int = 200,
                       headers: dict[str, str] | None = None, fault: Any = ...) -> Response:
         """Apply any pending fault, then build, (maybe damage) and serialise the payload."""
         if fault is ...:
             fault = injector.take(partner, rel, request.query_params)
-        if fault is not None:
-            log.info("fault %s on %s %s", fault.mode, partner, rel)
-            if fault.mode == "500":
-                raise HttpError(500, "internal_error", "simulated server error")
-            if fault.mode == "429":
-                retry = str(fault.options.get("retry_after", 1))
-                raise HttpError(429, "too_many_requests", "simulated rate limit", headers={"Retry-After": retry})
-            if fault.mode == "202":
-                raise HttpError(202, "not_ready", "simulated: still processing")
-            if fault.mode == "timeout":
-                await asyncio.sleep(float(fault.options.get("seconds", timeout_s)))
+        await status_fault(partner, rel, fault)
         body = await run_in_threadpool(build)
         if isinstance(body, bytes):
             data = body
@@ -271,8 +291,7 @@ def create_app(
         if t - end < processing_delay:
             raise HttpError(202, "not_ready", f"hour {hour:%Y-%m-%dT%H} is still being processed")
 
-    async def mds_hourly(request: Request, partner: str, rel: str, param: str,
-                         build: Callable[[datetime], dict[str, Any]]) -> Response:
+    async def mds_hourly(request: Request, partner: str, rel: str, param: str, kind: str) -> Response:
         _, feed = partner_feed(partner, "mds")
         check_auth(request, partner, feed)
         check_version(request)
@@ -281,7 +300,17 @@ def create_app(
         fault = injector.take(partner, rel, request.query_params)
         if fault is None:
             hourly_gate(partner, hour)
-        return await respond(request, partner, rel, lambda: build(hour), fault=fault)
+        if fault is None or fault.mode not in PAYLOAD_MODES:
+            await status_fault(partner, rel, fault)
+            # streamed as JSON text, each chunk built in the thread pool; the first one (which
+            # generates the hour's trips) before the status line, so a failure is still a 500
+            body = mds_hour_body(world, partner, hour, kind)
+            first = await run_in_threadpool(next, body)
+            return StreamingResponse(itertools.chain([first], body), media_type=MDS_MEDIA_TYPE)
+        # a damaged payload is built from the records as dicts (small hours: tests, drills)
+        records = world.trips_ending_in_hour if kind == "trips" else world.events_in_hour
+        return await respond(request, partner, rel, lambda: {"version": MDS_VERSION, kind: records(partner, hour)},
+                             fault=fault)
 
     @app.post("/{partner}/oauth/token")
     async def oauth_token(request: Request, partner: str) -> JSONResponse:
@@ -311,13 +340,11 @@ def create_app(
 
     @app.get("/{partner}/mds/trips")
     async def mds_trips(request: Request, partner: str) -> Response:
-        return await mds_hourly(request, partner, "mds/trips", "end_time", lambda h: {
-            "version": MDS_VERSION, "trips": world.trips_ending_in_hour(partner, h)})
+        return await mds_hourly(request, partner, "mds/trips", "end_time", "trips")
 
     @app.get("/{partner}/mds/events/historical")
     async def mds_events(request: Request, partner: str) -> Response:
-        return await mds_hourly(request, partner, "mds/events/historical", "event_time", lambda h: {
-            "version": MDS_VERSION, "events": world.events_in_hour(partner, h)})
+        return await mds_hourly(request, partner, "mds/events/historical", "event_time", "events")
 
     def paged(request: Request, key: str, records_for: Callable[[int], list[dict[str, Any]]]):
         q = request.query_params

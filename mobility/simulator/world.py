@@ -13,8 +13,10 @@ Planted facts the pipeline must be able to find again:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -48,22 +50,60 @@ WEEKEND_RHYTHM = _WEEKEND_RHYTHM / _WEEKEND_RHYTHM.mean()
 # stream tags keep the random streams of different purposes independent
 _TRIPS, _FLEET, _DEPLOY, _TELEMETRY, _STATIONS, _STATION_STATUS, _DAILY, _FREE_BIKES = range(1, 9)
 
+# Hours of generated trips kept per world. A request needs its hour and the one before; 4 ingest
+# threads ask for adjacent hours. At 10M trips a day one hour holds up to ~0.5M trips (~170 MB),
+# so an unbounded cache grew the simulator past 12 GB.
+TRIP_HOURS_CACHED = 8
+# Records per chunk of a streamed JSON body (a few MB of text at a time).
+JSON_CHUNK_ROWS = 10_000
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# where the 32 hex digits of a UUID go in its 36-character form (dashes at 8, 13, 18, 23)
+_UUID_DIGIT_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
 
 def stable_hash(text: str) -> int:
     """A process-independent 64-bit hash (Python's ``hash`` is salted per process)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def uuids_from_bytes(raw: bytes) -> list[str]:
-    """Format 16-byte chunks as RFC 4122 version-4 UUID strings."""
+def _uuid4_rows(raw: bytes) -> np.ndarray:
     arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16).copy()
     arr[:, 6] = (arr[:, 6] & 0x0F) | 0x40
     arr[:, 8] = (arr[:, 8] & 0x3F) | 0x80
-    hexes = arr.tobytes().hex()
-    return [
-        f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-        for h in (hexes[i : i + 32] for i in range(0, len(hexes), 32))
-    ]
+    return arr
+
+
+def uuid4_bytes(raw: bytes) -> np.ndarray:
+    """16-byte chunks with the RFC 4122 version-4 bits set, one ``V16`` item each (a 1-D array:
+    fancy indexing copies 16-byte items, ten times faster than rows of a uint8 matrix)."""
+    return _uuid4_rows(raw).view("V16").ravel()
+
+
+def uuids_from_bytes(raw: bytes | np.ndarray) -> list[str]:
+    """Format 16-byte chunks (bytes, or rows of ``uuid4_bytes``) as version-4 UUID strings."""
+    arr = _uuid4_rows(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
+    if not len(arr):
+        return []
+    # the text of every UUID in one buffer, one per line, then a single split (no Python loop)
+    nibbles = np.empty((len(arr), 32), dtype=np.uint8)
+    nibbles[:, 0::2], nibbles[:, 1::2] = arr >> 4, arr & 0x0F
+    text = np.full((len(arr), 37), ord("-"), dtype=np.uint8)
+    text[:, _UUID_DIGIT_POS] = _HEX[nibbles]
+    text[:, 36] = ord("\n")
+    return text.tobytes().decode("ascii").split("\n")[:-1]
+
+
+def uuid_order_keys(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort keys (low, high) of raw UUIDs (``uuid4_bytes``): their text sorts as their bytes do
+    (hex digits keep byte order), so ``np.lexsort((low, high, ...))`` orders by the UUID string."""
+    words = np.ascontiguousarray(ids).view(">u8").reshape(-1, 2)
+    return words[:, 1], words[:, 0]
+
+
+def _json_str(text: str) -> str:
+    """A JSON string literal exactly as the simulator's serialiser writes it."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def hour_index(hour: datetime | str | int) -> int:
@@ -89,11 +129,13 @@ def to_ms(t: datetime) -> int:
 
 @dataclass(frozen=True)
 class TripBatch:
-    """Columnar trips (all arrays the same length), sorted by (end_time, trip_id)."""
+    """Columnar trips (all arrays the same length), sorted by (end_time, trip_id).
+    The id columns hold raw UUIDs (16-byte items, ``uuid4_bytes``): a third of the memory of
+    str objects, and formatted only when served (``uuids_from_bytes``)."""
 
-    trip_id: list[str]
-    start_event_id: list[str]
-    end_event_id: list[str]
+    trip_id: np.ndarray
+    start_event_id: np.ndarray
+    end_event_id: np.ndarray
     device: np.ndarray  # index into the operator's fleet
     start_ms: np.ndarray
     end_ms: np.ndarray
@@ -111,23 +153,17 @@ class TripBatch:
 
     def take(self, idx: np.ndarray) -> "TripBatch":
         idx = np.asarray(idx, dtype=np.int64)
-        kw: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            kw[name] = [value[i] for i in idx] if isinstance(value, list) else value[idx]
-        return TripBatch(**kw)
+        return TripBatch(**{name: getattr(self, name)[idx] for name in self.__dataclass_fields__})
 
     @staticmethod
     def concat(batches: list["TripBatch"]) -> "TripBatch":
-        kw: dict[str, Any] = {}
-        for name in TripBatch.__dataclass_fields__:
-            parts = [getattr(b, name) for b in batches]
-            kw[name] = sum(parts, []) if isinstance(parts[0], list) else np.concatenate(parts)
-        return TripBatch(**kw)
+        return TripBatch(**{name: np.concatenate([getattr(b, name) for b in batches])
+                            for name in TripBatch.__dataclass_fields__})
 
     def sorted_by_end(self) -> "TripBatch":
-        order = sorted(range(len(self)), key=lambda i: (int(self.end_ms[i]), self.trip_id[i]))
-        return self.take(np.array(order, dtype=np.int64))
+        # by (end_ms, trip_id): lexsort's last key is the primary one
+        order = np.lexsort((*uuid_order_keys(self.trip_id), self.end_ms)) if len(self) else np.zeros(0, np.int64)
+        return self.take(order)
 
 
 class World:
@@ -152,8 +188,9 @@ class World:
         # per-operator caches of the slow-to-build but reused pieces; trips per hour are cached
         # by lru_cache on the bound methods below
         self._fleet: dict[str, list[str]] = {}
+        self._fleet_raw: dict[str, np.ndarray] = {}
         self._fleet_stations: dict[str, dict[str, np.ndarray]] = {}
-        self._trips_cached = lru_cache(maxsize=1024)(self._generate_hour)
+        self._trips_cached = lru_cache(maxsize=TRIP_HOURS_CACHED)(self._generate_hour)
         self._deploy_cached = lru_cache(maxsize=64)(self._deployment)
         self._daily_cached = lru_cache(maxsize=64)(self._local_day)
 
@@ -195,9 +232,15 @@ class World:
     def fleet(self, operator: str) -> list[str]:
         """The operator's device ids (UUIDs), fixed for the life of the world."""
         if operator not in self._fleet:
-            n = self._b(operator).fleet_size
-            self._fleet[operator] = uuids_from_bytes(self._rng(operator, _FLEET).bytes(16 * n))
+            self._fleet[operator] = uuids_from_bytes(self.fleet_raw(operator))
         return self._fleet[operator]
+
+    def fleet_raw(self, operator: str) -> np.ndarray:
+        """The device ids as raw UUIDs (``uuid4_bytes``): what the JSON writers format."""
+        if operator not in self._fleet_raw:
+            n = self._b(operator).fleet_size
+            self._fleet_raw[operator] = uuid4_bytes(self._rng(operator, _FLEET).bytes(16 * n))
+        return self._fleet_raw[operator]
 
     def provider_id(self, operator: str) -> str:
         pid = self._b(operator).provider_id
@@ -245,9 +288,9 @@ class World:
         speed_ms = rng.uniform(8, 20, n) / 3.6
         duration_s = np.clip(np.round(distance_m / speed_ms + rng.integers(20, 90, n)), 60, 3540).astype(np.int64)
         end_ms = start_ms + duration_s * 1000
-        ids = uuids_from_bytes(rng.bytes(16 * 3 * n)) if n else []
+        ids = uuid4_bytes(rng.bytes(16 * 3 * n) if n else b"")
         batch = TripBatch(
-            trip_id=ids[0::3], start_event_id=ids[1::3], end_event_id=ids[2::3],
+            trip_id=ids[0::3].copy(), start_event_id=ids[1::3].copy(), end_event_id=ids[2::3].copy(),
             device=device, start_ms=start_ms.astype(np.int64), end_ms=end_ms.astype(np.int64),
             start_lon=s_lon, start_lat=s_lat, end_lon=e_lon, end_lat=e_lat,
             duration_s=duration_s, distance_m=distance_m,
@@ -259,19 +302,23 @@ class World:
         return self._trips_cached(operator, hour_index(hour))
 
     def _ending_batch(self, operator: str, idx: int) -> TripBatch:
-        both = TripBatch.concat([self._trips_cached(operator, idx - 1), self._trips_cached(operator, idx)])
         lo, hi = idx * HOUR_MS, (idx + 1) * HOUR_MS
-        return both.take(np.flatnonzero((both.end_ms >= lo) & (both.end_ms < hi))).sorted_by_end()
+        # each hour filtered before concatenating: no copy of two whole hours
+        parts = [b.take(np.flatnonzero((b.end_ms >= lo) & (b.end_ms < hi)))
+                 for b in (self._trips_cached(operator, idx - 1), self._trips_cached(operator, idx))]
+        return TripBatch.concat(parts).sorted_by_end()
 
     def trips_ending_in_hour(self, operator: str, hour: datetime | str | int) -> list[dict[str, Any]]:
-        """MDS 2.0 trip records whose end_time falls in the UTC hour: what /trips?end_time=H serves."""
+        """MDS 2.0 trip records whose end_time falls in the UTC hour: what /trips?end_time=H serves.
+        (The server streams the same records as text with ``trip_records_json``.)"""
         t = self._ending_batch(operator, hour_index(hour))
         fleet, pid = self.fleet(operator), self.provider_id(operator)
+        trip_ids = uuids_from_bytes(t.trip_id)
         return [
             {
                 "provider_id": pid,
                 "device_id": fleet[t.device[i]],
-                "trip_id": t.trip_id[i],
+                "trip_id": trip_ids[i],
                 "vehicle_type": "scooter",
                 "propulsion_types": ["electric"],
                 "start_time": int(t.start_ms[i]),
@@ -284,6 +331,30 @@ class World:
             for i in range(len(t))
         ]
 
+    def trip_records_json(self, operator: str, hour: datetime | str | int,
+                          chunk_rows: int = JSON_CHUNK_ROWS) -> Iterator[str]:
+        """The records of ``trips_ending_in_hour`` as compact JSON text (``json.dumps`` with
+        separators ``(",", ":")``, ``ensure_ascii=False``), comma-separated, in chunks of
+        ``chunk_rows`` records: no dict per trip, and the text of one chunk at a time."""
+        t = self._ending_batch(operator, hour_index(hour))
+        fleet = self.fleet_raw(operator)
+        pid = _json_str(self.provider_id(operator))
+        for lo in range(0, len(t), chunk_rows):
+            sl = slice(lo, lo + chunk_rows)
+            # ids are UUIDs (no character needs escaping); floats print as json.dumps prints them
+            # (float.__repr__), ints as int.__str__
+            rows = zip(uuids_from_bytes(fleet[t.device[sl]]), uuids_from_bytes(t.trip_id[sl]), t.start_ms[sl].tolist(),
+                       t.end_ms[sl].tolist(), t.start_lat[sl].tolist(), t.start_lon[sl].tolist(),
+                       t.end_lat[sl].tolist(), t.end_lon[sl].tolist(), t.duration_s[sl].tolist(),
+                       t.distance_m[sl].tolist())
+            yield ",".join([
+                f'{{"provider_id":{pid},"device_id":"{dev}","trip_id":"{tid}","vehicle_type":"scooter",'
+                f'"propulsion_types":["electric"],"start_time":{s},"end_time":{e},'
+                f'"start_location":{{"lat":{slat!r},"lng":{slon!r}}},"end_location":{{"lat":{elat!r},"lng":{elon!r}}},'
+                f'"duration":{dur},"distance":{dist}}}'
+                for dev, tid, s, e, slat, slon, elat, elon, dur, dist in rows
+            ])
+
     def trip_truth(self, operator: str, start_utc: datetime, end_utc: datetime) -> pa.Table:
         """Ground truth for every trip whose END time is in [start_utc, end_utc)."""
         lo, hi = to_ms(start_utc), to_ms(end_utc)
@@ -294,7 +365,7 @@ class World:
         fleet = self.fleet(operator)
         return pa.table(
             {
-                "trip_id": pa.array(t.trip_id, pa.string()),
+                "trip_id": pa.array(uuids_from_bytes(t.trip_id), pa.string()),
                 "provider_id": pa.array([self.provider_id(operator)] * len(t), pa.string()),
                 "device_id": pa.array([fleet[d] for d in t.device], pa.string()),
                 "start_time": pa.array(t.start_ms, pa.timestamp("ms", tz="UTC")),
@@ -309,34 +380,61 @@ class World:
         )
 
     # ------------------------------------------------------------------ events
-    def events_in_hour(self, operator: str, hour: datetime | str | int) -> list[dict[str, Any]]:
-        """MDS 2.0 events with a timestamp in the UTC hour: trip_start (-> on_trip) and
-        trip_end (on_trip -> available), sorted by (timestamp, event_id)."""
-        idx = hour_index(hour)
-        fleet, pid = self.fleet(operator), self.provider_id(operator)
+    def _hour_events(self, operator: str, idx: int) -> dict[str, np.ndarray]:
+        """Columns of the hour's events: trip_start of the trips starting in it, trip_end of
+        those ending in it, sorted by (timestamp, event_id). ``end`` is True for trip_end."""
         started = self._trips_cached(operator, idx)
         ended = self._ending_batch(operator, idx)
-        events = [
-            (int(started.start_ms[i]), started.start_event_id[i], {
-                "device_id": fleet[started.device[i]], "provider_id": pid,
-                "event_id": started.start_event_id[i], "vehicle_state": "on_trip",
-                "event_types": ["trip_start"], "timestamp": int(started.start_ms[i]),
-                "location": {"lat": float(started.start_lat[i]), "lng": float(started.start_lon[i])},
-                "trip_ids": [started.trip_id[i]],
-            })
-            for i in range(len(started))
-        ] + [
-            (int(ended.end_ms[i]), ended.end_event_id[i], {
-                "device_id": fleet[ended.device[i]], "provider_id": pid,
-                "event_id": ended.end_event_id[i], "vehicle_state": "available",
-                "event_types": ["trip_end"], "timestamp": int(ended.end_ms[i]),
-                "location": {"lat": float(ended.end_lat[i]), "lng": float(ended.end_lon[i])},
-                "trip_ids": [ended.trip_id[i]],
-            })
-            for i in range(len(ended))
+        cols = {
+            "device": np.concatenate([started.device, ended.device]),
+            "event_id": np.concatenate([started.start_event_id, ended.end_event_id]),
+            "timestamp": np.concatenate([started.start_ms, ended.end_ms]),
+            "lat": np.concatenate([started.start_lat, ended.end_lat]),
+            "lng": np.concatenate([started.start_lon, ended.end_lon]),
+            "trip_id": np.concatenate([started.trip_id, ended.trip_id]),
+            "end": np.concatenate([np.zeros(len(started), bool), np.ones(len(ended), bool)]),
+        }
+        if not len(cols["timestamp"]):
+            return cols
+        order = np.lexsort((*uuid_order_keys(cols["event_id"]), cols["timestamp"]))
+        return {k: v[order] for k, v in cols.items()}
+
+    def events_in_hour(self, operator: str, hour: datetime | str | int) -> list[dict[str, Any]]:
+        """MDS 2.0 events with a timestamp in the UTC hour: trip_start (-> on_trip) and
+        trip_end (on_trip -> available), sorted by (timestamp, event_id).
+        (The server streams the same records as text with ``event_records_json``.)"""
+        ev = self._hour_events(operator, hour_index(hour))
+        fleet, pid = self.fleet(operator), self.provider_id(operator)
+        event_ids, trip_ids = uuids_from_bytes(ev["event_id"]), uuids_from_bytes(ev["trip_id"])
+        return [
+            {
+                "device_id": fleet[ev["device"][i]], "provider_id": pid,
+                "event_id": event_ids[i], "vehicle_state": "available" if ev["end"][i] else "on_trip",
+                "event_types": ["trip_end" if ev["end"][i] else "trip_start"], "timestamp": int(ev["timestamp"][i]),
+                "location": {"lat": float(ev["lat"][i]), "lng": float(ev["lng"][i])},
+                "trip_ids": [trip_ids[i]],
+            }
+            for i in range(len(ev["timestamp"]))
         ]
-        events.sort(key=lambda e: (e[0], e[1]))
-        return [e[2] for e in events]
+
+    def event_records_json(self, operator: str, hour: datetime | str | int,
+                           chunk_rows: int = JSON_CHUNK_ROWS) -> Iterator[str]:
+        """The records of ``events_in_hour`` as JSON text, like ``trip_records_json``."""
+        ev = self._hour_events(operator, hour_index(hour))
+        fleet = self.fleet_raw(operator)
+        pid = _json_str(self.provider_id(operator))
+        state = np.array(['"on_trip","event_types":["trip_start"]', '"available","event_types":["trip_end"]'],
+                         dtype=object)
+        for lo in range(0, len(ev["timestamp"]), chunk_rows):
+            sl = slice(lo, lo + chunk_rows)
+            rows = zip(uuids_from_bytes(fleet[ev["device"][sl]]), uuids_from_bytes(ev["event_id"][sl]),
+                       state[ev["end"][sl].astype(np.int64)].tolist(), ev["timestamp"][sl].tolist(),
+                       ev["lat"][sl].tolist(), ev["lng"][sl].tolist(), uuids_from_bytes(ev["trip_id"][sl]))
+            yield ",".join([
+                f'{{"device_id":"{dev}","provider_id":{pid},"event_id":"{eid}","vehicle_state":{st},'
+                f'"timestamp":{ts},"location":{{"lat":{lat!r},"lng":{lng!r}}},"trip_ids":["{tid}"]}}'
+                for dev, eid, st, ts, lat, lng, tid in rows
+            ])
 
     # ------------------------------------------------------------------ vehicles
     def _deployment(self, operator: str, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -360,6 +458,7 @@ class World:
         trip = np.full(n, None, dtype=object)
         batch = TripBatch.concat([self._trips_cached(operator, i) for i in range(idx - 3, idx + 1)])
         batch = batch.take(np.flatnonzero(batch.start_ms <= t_ms))
+        trip_ids = uuids_from_bytes(batch.trip_id)
         # latest trip per device: iterate in start order so later trips overwrite earlier ones
         for i in np.argsort(batch.start_ms, kind="stable"):
             d = batch.device[i]
@@ -372,7 +471,7 @@ class World:
                 lat[d] = round(batch.start_lat[i] + f * (batch.end_lat[i] - batch.start_lat[i]), 6)
                 nb[d] = -1  # en route: not attributed to a neighborhood
                 state[d], event[d], event_ts[d] = "on_trip", "trip_start", batch.start_ms[i]
-                trip[d] = batch.trip_id[i]
+                trip[d] = trip_ids[i]
         battery = self._rng(operator, _TELEMETRY, t_ms // 60_000).integers(15, 101, n)
         return {"lon": lon, "lat": lat, "nbhd": nb, "state": state, "event": event,
                 "event_ts": event_ts, "trip_id": trip, "battery": battery}
