@@ -101,7 +101,8 @@
             ~ " as last_day from " ~ current ~ " where " ~ day_filter ~ ") as b, range(b.first_day, b.last_day"
             ~ " + interval 1 day, interval 1 day) as t(day) where b.first_day is not null except select distinct trip_date from "
             ~ relation -%}
-        {%- set changed_sql = changed_sql ~ " union " ~ missing_sql -%}
+        {#- parenthesised: union and except bind left to right, and the except is the missing days' only -#}
+        {%- set changed_sql = changed_sql ~ " union (" ~ missing_sql ~ ")" -%}
     {%- endif -%}
     {{ return(_column_values("select * from (" ~ changed_sql ~ ") order by 1") | map('string') | list) }}
 {%- endmacro %}
@@ -166,9 +167,9 @@
     {%- set days_sql = "select distinct local_date from " ~ batch_days ~ " where trips_started > 0"
         ~ " and local_date is not null and source_window in (select source_window from " ~ batch_days
         ~ " where loaded_at = (select max(loaded_at) from " ~ batch_days ~ "))"
-        ~ " union select cast(t.day as date) from " ~ ref('int_transit_period')
+        ~ " union (select cast(t.day as date) from " ~ ref('int_transit_period')
         ~ " as p, range(p.first_day, p.last_day + 1, interval 1 day) as t(day)"
-        ~ " except select distinct trip_date from " ~ relation -%}
+        ~ " except select distinct trip_date from " ~ relation ~ ")" -%}
     {{ return(_column_values("select * from (" ~ days_sql ~ ") order by 1") | map('string') | list) }}
 {%- endmacro %}
 
