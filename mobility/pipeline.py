@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from ingest.connectors.base import ClientCredentials, FeedError, NoData, NotReady, Transient
 from ingest.connectors.file_drop import PROCESSING, DropFolder, DropRefused, DropSettings
@@ -435,7 +436,23 @@ def build_warehouse(workdir: Workdir | None = None) -> dict:
     wd = workdir or Workdir.resolve()
     # local days and hours follow the city's own time zone (city.json), whatever city is loaded
     timezone_name = json.loads(wd.city_meta.read_text())["timezone"]
-    return run_dbt(wd, args=("build",), vars={"city_timezone": timezone_name, **consortium_vars()}).summary()
+    build_vars = {"city_timezone": timezone_name, **consortium_vars()}
+    # The trip marts rebuild only the days of the latest load's batches. A build that stopped
+    # after loading batches but before those marts (a failed node, a killed process) would leave
+    # their days behind once a later build loads more, so after one every day is rebuilt.
+    finished = last_build_marker(wd)
+    if wd.warehouse.exists() and not finished.exists():
+        build_vars["trip_marts_rebuild_all"] = True
+    finished.unlink(missing_ok=True)
+    summary = run_dbt(wd, args=("build",), vars=build_vars).summary()
+    finished.parent.mkdir(parents=True, exist_ok=True)
+    finished.touch()  # run_dbt raised if the build failed
+    return summary
+
+
+def last_build_marker(wd: Workdir) -> Path:
+    """The file saying the warehouse's last dbt build finished (DIR/dbt/last-build-finished)."""
+    return wd.root / "dbt" / "last-build-finished"
 
 
 def gate_marts(workdir: Workdir | None = None, *, enforce: bool = True) -> dict:

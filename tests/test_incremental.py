@@ -196,3 +196,89 @@ def test_trip_data_tests_check_each_new_batch_once(lake):
     run_dbt(wd, args=FCT)
     fact = _fact(wd)
     assert len(fact) == sum(len(pq.read_table(p)) for p in path.parent.glob("*.parquet"))
+
+
+TRIP_MARTS = ("mart_trips_per_neighborhood_day", "mart_trips_per_neighborhood_mode_hour", "mart_od_flows",
+              "mart_equity_trips_daily", "mart_first_last_mile")
+MARTS = ("build", "--select", *(f"+{m}" for m in TRIP_MARTS), "--indirect-selection", "cautious")
+
+
+def _tables(wd: Workdir, names=TRIP_MARTS) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(wd.warehouse), read_only=True) as con:
+        return {n: sorted(con.execute(f"select * from {n}").fetchall(), key=repr) for n in names}
+
+
+def _compiled(wd: Workdir, model: str) -> str:
+    return " ".join(next((wd.dbt_target / "compiled").rglob(f"{model}.sql")).read_text().split())
+
+
+def test_incremental_trip_marts_equal_a_full_refresh(lake):
+    """The trip marts rebuild only the days new batches touch; after new days, a gap filled late,
+    a corrected batch and a window emptied, they equal a full-refresh build of the same lake."""
+    from mobility.simulator.drops import ridehail_rows
+
+    wd, world = lake
+    day0, day3 = DAY1 - timedelta(days=1), DAY2 + timedelta(days=1)
+    rideco_day1 = ridehail_rows(world, "rideco", DAY1)
+
+    _land(wd, world, DAY1, {"rideco": "ridehail_trips", "citybikes": "bikeshare_trips"})
+    run_dbt(wd, args=MARTS)
+    first = _tables(wd)
+    # a day after a gap: the day mart zero-fills the gap, and day 1 is not rebuilt
+    _land(wd, world, day3, {"rideco": "ridehail_trips", "citybikes": "bikeshare_trips"})
+    run_dbt(wd, args=MARTS)
+    compiled = _compiled(wd, "mart_trips_per_neighborhood_day")
+    assert str(day3) in compiled and str(DAY1) not in compiled, "day 1 was rebuilt for a day-3 batch"
+    second = _tables(wd)
+    day1_rows = lambda t: [r for r in t["mart_trips_per_neighborhood_day"] if r[2] == DAY1]  # noqa: E731
+    assert day1_rows(second) == day1_rows(first)
+    assert {r[2] for r in second["mart_trips_per_neighborhood_day"]} >= {DAY1, DAY2, day3}
+
+    # the gap filled late, a late day before the range, a corrected day 1 (3 trips withdrawn),
+    # and citybikes withdrawing day 3 whole
+    _land(wd, world, DAY2, {"rideco": "ridehail_trips"})
+    _land(wd, world, day0, {"hailnow": "ridehail_trips"})
+    _land(wd, world, DAY1, {"rideco": "ridehail_trips"}, rows={"rideco": rideco_day1[:-3]})
+    _land(wd, world, day3, {"citybikes": "bikeshare_trips"}, rows={"citybikes": []})
+    run_dbt(wd, args=MARTS)
+    incremental = _tables(wd)
+    assert incremental != second
+    assert {r[2] for r in incremental["mart_trips_per_neighborhood_day"]} >= {day0, DAY1, DAY2, day3}
+
+    run_dbt(wd, args=(*MARTS, "--full-refresh"))
+    assert _tables(wd) == incremental
+
+
+def test_a_build_after_an_unfinished_one_rebuilds_every_mart_day(tmp_path, city_dir, monkeypatch):
+    """The trip marts rebuild the latest load's days only; after a build that did not finish
+    (it may have loaded batches without rebuilding their days) the next one rebuilds them all."""
+    import mobility.warehouse.build as build
+    from mobility.pipeline import build_warehouse, last_build_marker
+
+    shutil.copytree(city_dir.city, tmp_path / "city")
+    wd = Workdir.resolve(tmp_path)
+    calls, fail = [], []
+
+    class Result:
+        def summary(self):
+            return {"success": True}
+
+    def fake_run_dbt(workdir, args, vars):
+        calls.append(vars.get("trip_marts_rebuild_all", False))
+        wd.warehouse.parent.mkdir(parents=True, exist_ok=True)
+        wd.warehouse.touch()
+        if fail:
+            raise build.DbtBuildError("failed", None)
+        return Result()
+
+    monkeypatch.setattr(build, "run_dbt", fake_run_dbt)
+    build_warehouse(wd)  # the first build: nothing to rebuild
+    build_warehouse(wd)
+    fail.append(True)
+    with pytest.raises(build.DbtBuildError):
+        build_warehouse(wd)
+    assert not last_build_marker(wd).exists()
+    fail.clear()
+    build_warehouse(wd)
+    build_warehouse(wd)
+    assert calls == [False, False, False, True, False]

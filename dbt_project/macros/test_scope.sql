@@ -10,7 +10,8 @@
     Everything before fct_trips exists.
   - `__latest_load__`: fct_trips rows of its latest load (this run's, in a build that adds rows;
     all of them after a full refresh).
-  Uniqueness across batches is still tested on all of fct_trips (its trip_key test has no where).
+  Uniqueness across batches is tested on all of fct_trips, for the keys of its latest load
+  (unique_with_latest_load: a duplicate needs a new row).
   dbt calls this macro for every test with a `where` config (dbt docs: "custom where logic").
 #}
 {% macro get_where_subquery(relation) -%}

@@ -3,9 +3,21 @@
 -- (default 200) of a stop frequent in the trip's local start hour, or end within it of a stop
 -- frequent in its local end hour, and their share of all micromobility trips started there.
 -- Every neighborhood x day of the analysed period appears, zero-filled.
+-- Incremental by day: a build rebuilds only the days its new trip batches touch, and all days when
+-- the transit service or the city changed (macros/trip_days.sql); a full refresh gives the same rows.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ first_last_mile_delete_days(this) }}"
+) }}
+-- depends_on: {{ ref('int_trip_batch_days') }} {{ ref('int_transit_feed_versions') }}
+{%- set rebuild_days = first_last_mile_days(this) %}
+
 with trips as (
     select * from {{ ref('fct_trips') }}
-    where mode in (
+    where {{ trip_days_filter('start_local_date', rebuild_days) }}
+        and mode in (
         {%- for mode in var('micromobility_modes') %}'{{ mode }}'{{ ", " if not loop.last }}{% endfor -%}
     )
 ),
@@ -107,6 +119,7 @@ counts as (
 days as (
     select cast(day as date) as trip_date
     from period, range(period.first_day, period.last_day + 1, interval 1 day) as t(day)
+    where {{ trip_days_filter('cast(day as date)', rebuild_days) }}
 ),
 
 final as (

@@ -2,30 +2,23 @@
 -- day/hour. Incremental: the fact holds, for every trip-feed window, the rows of the window's
 -- current batch (int_trip_batches_current). A build reads and places only the batches the fact
 -- does not hold yet (a new day, a late window, a corrected resubmission) and replaces their
--- windows (delete+insert on source_window). The pre-hook removes rows of batches that are no
--- longer current, which also covers a window corrected to an empty file (no rows to replace by).
+-- windows: the pre-hook deletes the rows of those windows (their earlier batches, which also
+-- covers a window corrected to an empty file) on the days int_trip_batch_days says those batches
+-- cover, so the delete reads only those days' row groups, not the whole fact. Rows are written in
+-- start-day order for the same reason (each incremental load is one day or so anyway).
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='source_window',
+    incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() %}delete from {{ this }} where batch_id not in (select batch_id from {{ ref('int_trip_batches_current') }}){% endif %}"
+    pre_hook="{% if is_incremental() %}{{ trip_fact_delete_replaced(this) }}{% endif %}"
 ) }}
+-- depends_on: {{ ref('int_trip_batch_days') }}
 
 {#- The new batches are looked up first and inlined as constants: the filter then reaches the
     Parquet scans, which skip every other batch's row groups from their statistics, instead of a
     join after reading every batch of the lake. -#}
-{%- set new_batch_ids = [] -%}
-{%- if execute and is_incremental() -%}
-    {%- set found = run_query(
-        "select batch_id from " ~ ref('int_trip_batches_current')
-        ~ " where batch_id not in (select batch_id from " ~ this ~ ") order by batch_id"
-    ) -%}
-    {%- set new_batch_ids = found.columns[0].values() -%}
-{%- endif -%}
-{%- set new_batches -%}
-    ({% for b in new_batch_ids %}'{{ b | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor %})
-{%- endset %}
+{%- set new_batch_ids = trip_fact_new_batch_ids(this) if execute and is_incremental() else [] -%}
+{%- set new_batches = sql_values(new_batch_ids) %}
 
 with batches as (
     select * from {{ ref('int_trip_batches_current') }}
@@ -110,3 +103,4 @@ final as (
 )
 
 select * from final
+order by start_local_date

@@ -1,7 +1,30 @@
 -- Trips started per neighborhood, local day and mode, per 1,000 residents. Every neighborhood
 -- appears for every day in the loaded range (zero-filled), so absences are visible as zeros.
+-- Incremental by day: a build rebuilds only the days its new batches touch (macros/trip_days.sql);
+-- a full refresh gives the same rows.
+{%- set nbhd_cols = ['neighborhood_id', 'neighborhood_name', 'population', 'income_quintile', 'equity_zone'] %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ trip_mart_delete_days(this, 'start', true, " ~ nbhd_cols ~ ") }}"
+) }}
+-- depends_on: {{ ref('int_trip_batch_days') }} {{ ref('int_trip_batches_current') }}
+{%- set rebuild_days = trip_mart_days(this, 'start', true, nbhd_cols) %}
+
 with trips as (
     select * from {{ ref('fct_trips') }}
+    where {{ trip_days_filter('start_local_date', rebuild_days) }}
+),
+
+-- start days and modes of all trips (the range and the modes of the spine); incrementally, from
+-- the batches' day summary rather than the fact
+all_trips as (
+    {%- if is_incremental() %}
+    select d.local_date as start_local_date, d.mode {{ _current_days('trips_started > 0') }}
+    {%- else %}
+    select start_local_date, mode from {{ ref('fct_trips') }}
+    {%- endif %}
 ),
 
 neighborhoods as (
@@ -10,16 +33,17 @@ neighborhoods as (
 
 -- the loaded range: first to last local day with any trip
 day_bounds as (
-    select min(start_local_date) as first_day, max(start_local_date) as last_day from trips
+    select min(start_local_date) as first_day, max(start_local_date) as last_day from all_trips
 ),
 
 days as (
     select cast(day as date) as trip_date
     from day_bounds, range(day_bounds.first_day, day_bounds.last_day + interval 1 day, interval 1 day) as t(day)
+    where {{ trip_days_filter('cast(day as date)', rebuild_days) }}
 ),
 
 modes as (
-    select distinct mode from trips
+    select distinct mode from all_trips
 ),
 
 spine as (

@@ -1,8 +1,34 @@
 -- Trips started and ended per neighborhood, mode, local day and local hour, per 1,000 residents.
 -- Started counts a trip at its start's day/hour and neighborhood, ended at its end's. Every
 -- neighborhood appears for every hour of every day in the loaded range and every mode (zero-filled).
+-- Incremental by day: a build rebuilds only the days its new batches touch (macros/trip_days.sql);
+-- a full refresh gives the same rows.
+{%- set nbhd_cols = ['neighborhood_id', 'neighborhood_name', 'population', 'income_quintile', 'equity_zone'] %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ trip_mart_delete_days(this, 'any', true, " ~ nbhd_cols ~ ") }}"
+) }}
+-- depends_on: {{ ref('int_trip_batch_days') }} {{ ref('int_trip_batches_current') }}
+{%- set rebuild_days = trip_mart_days(this, 'any', true, nbhd_cols) %}
+
 with trips as (
     select * from {{ ref('fct_trips') }}
+    where {{ trip_days_filter('start_local_date', rebuild_days) }}
+        or {{ trip_days_filter('end_local_date', rebuild_days) }}
+),
+
+-- days (of a start or an end) and modes of all trips; incrementally, from the batches' day
+-- summary rather than the fact
+all_trips as (
+    {%- if is_incremental() %}
+    select d.local_date, d.mode {{ _current_days('(trips_started > 0 or trips_ended > 0)') }}
+    {%- else %}
+    select start_local_date as local_date, mode from {{ ref('fct_trips') }}
+    union all
+    select end_local_date as local_date, mode from {{ ref('fct_trips') }}
+    {%- endif %}
 ),
 
 neighborhoods as (
@@ -10,15 +36,13 @@ neighborhoods as (
 ),
 
 day_bounds as (
-    select
-        least(min(start_local_date), min(end_local_date)) as first_day,
-        greatest(max(start_local_date), max(end_local_date)) as last_day
-    from trips
+    select min(local_date) as first_day, max(local_date) as last_day from all_trips
 ),
 
 days as (
     select cast(day as date) as trip_date
     from day_bounds, range(day_bounds.first_day, day_bounds.last_day + interval 1 day, interval 1 day) as t(day)
+    where {{ trip_days_filter('cast(day as date)', rebuild_days) }}
 ),
 
 hours as (
@@ -26,7 +50,7 @@ hours as (
 ),
 
 modes as (
-    select distinct mode from trips
+    select distinct mode from all_trips where mode is not null
 ),
 
 spine as (
