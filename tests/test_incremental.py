@@ -198,6 +198,35 @@ def test_trip_data_tests_check_each_new_batch_once(lake):
     assert len(fact) == sum(len(pq.read_table(p)) for p in path.parent.glob("*.parquet"))
 
 
+def test_after_a_failed_build_the_next_one_tests_every_row_again(lake):
+    """A trip_key duplicated across batches fails the build after the fact has loaded it; the next
+    build after that failure (pipeline.build_warehouse sets trip_marts_rebuild_all) tests every
+    batch again, so the duplicate still fails it though the new day's batch is clean."""
+    from mobility.simulator import drops
+    from mobility.warehouse.build import DbtBuildError
+
+    wd, world = lake
+    day3, day4 = DAY2 + timedelta(days=1), DAY2 + timedelta(days=2)
+    for day in (DAY1, DAY2):  # day 1 is then in an earlier load than the fact's latest
+        _land(wd, world, day, {"rideco": "ridehail_trips"})
+        run_dbt(wd, args=FCT)
+    day1_ids = [r["trip_id"] for r in drops.ridehail_rows(world, "rideco", DAY1)]
+    rows = drops.ridehail_rows(world, "rideco", day3)
+    rows[0] = {**rows[0], "trip_id": day1_ids[0]}  # a day-3 trip reusing a day-1 trip's id
+    _land(wd, world, day3, {"rideco": "ridehail_trips"}, rows={"rideco": rows})
+    with pytest.raises(DbtBuildError) as err:
+        run_dbt(wd, args=FCT)  # the new batches are unique among themselves: the fact's test fails
+    assert "unique_with_latest_load_fct_trips_trip_key" in str(err.value)
+
+    _land(wd, world, day4, {"rideco": "ridehail_trips"})
+    with pytest.raises(DbtBuildError) as err:
+        run_dbt(wd, args=FCT, vars={"trip_marts_rebuild_all": True})
+    # every batch is tested again: the staging view's test now sees day 1 and day 3 together
+    assert "unique_stg_ridehail__trips_trip_key" in str(err.value)
+    compiled = next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql")).read_text()
+    assert "batch_id not in" not in compiled and "where true" in compiled
+
+
 TRIP_MARTS = ("mart_trips_per_neighborhood_day", "mart_trips_per_neighborhood_mode_hour", "mart_od_flows",
               "mart_equity_trips_daily", "mart_first_last_mile")
 MARTS = ("build", "--select", *(f"+{m}" for m in TRIP_MARTS), "--indirect-selection", "cautious")

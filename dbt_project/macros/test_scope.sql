@@ -12,6 +12,8 @@
     all of them after a full refresh).
   Uniqueness across batches is tested on all of fct_trips, for the keys of its latest load
   (unique_with_latest_load: a duplicate needs a new row).
+  After a build that did not finish (var `trip_marts_rebuild_all`, set by pipeline.build_warehouse)
+  both placeholders mean every row: what that build loaded may have failed its tests.
   dbt calls this macro for every test with a `where` config (dbt docs: "custom where logic").
 #}
 {% macro get_where_subquery(relation) -%}
@@ -19,15 +21,18 @@
   {%- if not where -%}
     {{ return(relation) }}
   {%- endif -%}
+  {#- after a build that did not finish (pipeline.build_warehouse sets the var), the rows it loaded
+      may have failed their tests: test every row again, not only the latest load's -#}
+  {%- set everything = var('trip_marts_rebuild_all', false) -%}
   {%- if '__new_trip_batches__' in where -%}
-    {%- set fact = _trip_fact_relation() -%}
+    {%- set fact = none if everything else _trip_fact_relation() -%}
     {#- a row without a batch id is never "already held": its not_null test must still see it -#}
     {%- set scope = ('(batch_id is null or batch_id not in (select batch_id from ' ~ fact
         ~ ' where loaded_at < (select max(loaded_at) from ' ~ fact ~ ')))') if fact is not none else 'true' -%}
     {%- set where = where | replace('__new_trip_batches__', scope) -%}
   {%- endif -%}
   {%- if '__latest_load__' in where -%}
-    {%- set where = where | replace('__latest_load__',
+    {%- set where = where | replace('__latest_load__', 'true' if everything else
         '(loaded_at is null or loaded_at = (select max(loaded_at) from ' ~ relation ~ '))') -%}
   {%- endif -%}
   {%- set filtered -%}
