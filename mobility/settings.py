@@ -17,7 +17,6 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DAGS_DIR = PROJECT_ROOT / "dags"
 REFERENCE_SCHEMAS_ENV = "MOBILITY_REFERENCE_SCHEMAS"
 DUCKDB_MEMORY_LIMIT_ENV = "MOBILITY_DUCKDB_MEMORY_LIMIT"
-DUCKDB_TEMP_DIRECTORY_ENV = "MOBILITY_DUCKDB_TEMP_DIRECTORY"
 # DuckDB spills to disk beyond this instead of growing with the day's volume (its own default is
 # 80% of the machine); the pipeline's peak memory target is 4 GB on a 24 GB machine
 DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
@@ -126,13 +125,14 @@ class Workdir:
 
     @property
     def duckdb_temp(self) -> Path:
-        """Where DuckDB spills beyond its memory cap (dbt build and publication)."""
+        """Where publication's DuckDB spills beyond its memory cap (the dbt build spills beside the
+        warehouse file: see profiles.yml)."""
         return self.root / "tmp" / "duckdb"
 
     def duckdb_config(self) -> dict[str, str]:
         """``duckdb.connect(config=...)`` for a heavy connection of the pipeline: the memory cap and
-        its spill folder, created here (DuckDB does not create missing parents). dbt gets the same
-        two through ``env()`` and profiles.yml."""
+        its spill folder, created here (DuckDB does not create missing parents). dbt gets the cap
+        through ``env()`` and profiles.yml."""
         self.duckdb_temp.mkdir(parents=True, exist_ok=True)
         return {"memory_limit": duckdb_memory_limit(), "temp_directory": str(self.duckdb_temp)}
 
@@ -142,5 +142,4 @@ class Workdir:
             "MOBILITY_WORKDIR": str(self.root),
             "MOBILITY_WAREHOUSE_PATH": str(self.warehouse),
             DUCKDB_MEMORY_LIMIT_ENV: duckdb_memory_limit(),
-            DUCKDB_TEMP_DIRECTORY_ENV: str(self.duckdb_temp),
         }

@@ -213,4 +213,3 @@ def test_publication_connections_are_capped_by_the_pipeline_memory_setting(
     assert set(seen) == {(expected_limit, str(wd.duckdb_temp))}
     assert wd.duckdb_temp.is_dir() and wd.duckdb_temp.is_relative_to(wd.root)
     assert wd.env()["MOBILITY_DUCKDB_MEMORY_LIMIT"] == "1234MB"  # what the dbt build's profile reads
-    assert wd.env()["MOBILITY_DUCKDB_TEMP_DIRECTORY"] == str(wd.duckdb_temp)

@@ -135,7 +135,6 @@ def run_dbt(
     target_path.mkdir(parents=True, exist_ok=True)
     log_path.mkdir(parents=True, exist_ok=True)
     wd.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    wd.duckdb_temp.mkdir(parents=True, exist_ok=True)  # DuckDB's spill folder (profiles.yml), DuckDB makes no parents
     # a stale run_results.json would report the previous run's nodes as this run's
     (target_path / "run_results.json").unlink(missing_ok=True)
 
