@@ -364,7 +364,6 @@ def _export_into(
                 if files:  # the partitions' Parquet, written for every partner at once, is the one source
                     listed = ", ".join(_sql_string(str(f)) for f in files)
                     con.execute(f"insert into {target} by name select * from read_parquet([{listed}], hive_partitioning = false)")
-                fresh = None
             else:
                 if table in existing:
                     con.execute(f"drop table {target}")
