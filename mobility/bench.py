@@ -544,6 +544,29 @@ def measure_day(wd: Workdir, *, day: date, tz_name: str, base_url: str, with_flo
 
 # ------------------------------------------------------------------------------------ the benchmark
 
+# what the build and publication keep between runs: the warehouse, the publication, dbt's state
+BUILT = ("warehouse", "published", "dbt")
+
+
+def snapshot_built(wd: Workdir, snapshot: Path) -> None:
+    """Copy the built state aside before the measured day changes it."""
+    shutil.rmtree(snapshot, ignore_errors=True)
+    snapshot.mkdir(parents=True)
+    for name in BUILT:
+        if (wd.root / name).exists():
+            shutil.copytree(wd.root / name, snapshot / name, symlinks=True)
+
+
+def restore_built(wd: Workdir, snapshot: Path) -> None:
+    """Put back the state `snapshot_built` kept (nothing built yet: start from nothing), so the
+    next history length's build extends the history incrementally instead of starting over."""
+    for name in BUILT:
+        shutil.rmtree(wd.root / name, ignore_errors=True)
+        if (snapshot / name).exists():
+            (snapshot / name).rename(wd.root / name)
+    shutil.rmtree(snapshot, ignore_errors=True)
+
+
 def machine_info() -> dict:
     """Cores, memory and load, from the standard library and /proc (no psutil)."""
     mem_total = None
@@ -585,6 +608,7 @@ def bench_scale(root: Path, *, trips_per_day: int, day: date, history: list[int]
     console.log(f"{trips_per_day:,} trips/day (simulator scale {scale:.3f}): city of {neighborhoods} neighborhoods")
     generate_city(wd, seed=seed, n_neighborhoods=neighborhoods)
     runs, landed = [], 0
+    snapshot = wd.root / "built-before-measured-day"
     with simulator_process(wd, seed=seed, scale=scale) as base_url:
         for n in sorted(set(history)):
             console.log(f"landing history days {landed + 1}..{n} without HTTP")
@@ -595,15 +619,16 @@ def bench_scale(root: Path, *, trips_per_day: int, day: date, history: list[int]
             # so the measured build processes the one new day (fct_trips is incremental)
             start, end = local_day_bounds(day, tz_name)
             clear_day(wd, day_labels(start, end))
-            # a daily run never takes batches out of the lake, and the incremental build does not
-            # look for removed ones: after the measured day's are removed, build from nothing
-            shutil.rmtree(wd.warehouse.parent, ignore_errors=True)
+            # a daily run never takes batches out of the lake and the incremental build does not
+            # look for removed ones: the state from before the previous measured day comes back
+            restore_built(wd, snapshot)
             console.log("building the warehouse on the history (untimed)")
             env = {**os.environ, **wd.env(), "MOBILITY_PARTNER_BASE_URL": base_url}
             setup["warehouse_build_s"] = run_stage("dbt_build", wd, start, end, env).process_s
             # and the publication of the history, which the measured publish builds upon
             console.log("publishing the history (untimed)")
             setup["publish_s"] = run_stage("publish", wd, start, end, env).process_s
+            snapshot_built(wd, snapshot)
             console.log(f"measured day {day} with {n} day(s) of history")
             run = measure_day(wd, day=day, tz_name=tz_name, base_url=base_url, console=console)
             run.update(trips_per_day=trips_per_day, scale=scale, history_days=n,
