@@ -26,8 +26,9 @@
   {%- set everything = var('trip_marts_rebuild_all', false) -%}
   {%- if '__new_trip_batches__' in where -%}
     {%- set fact = none if everything else _trip_fact_relation() -%}
-    {#- a row without a batch id is never "already held": its not_null test must still see it -#}
-    {%- set scope = ('(batch_id is null or batch_id not in (select batch_id from ' ~ fact
+    {#- a row without a batch id is never "already held": its not_null test must still see it.
+        distinct: the anti-join then hashes one entry per batch, not one per trip of the history -#}
+    {%- set scope = ('(batch_id is null or batch_id not in (select distinct batch_id from ' ~ fact
         ~ ' where loaded_at < (select max(loaded_at) from ' ~ fact ~ ')))') if fact is not none else 'true' -%}
     {%- set where = where | replace('__new_trip_batches__', scope) -%}
   {%- endif -%}
