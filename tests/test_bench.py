@@ -76,3 +76,27 @@ def test_bench_produces_every_figure(tmp_path: Path) -> None:
     assert machine["cpu_count"] >= 1 and machine["memory_bytes"] > 0
     assert set(figures["targets"]) == {"e2e_1m_within_5x_floor", "incremental_flat_60_vs_7", "peak_under_4gb_at_10m"}
     assert all(t["status"] == "not measured" for t in figures["targets"].values())
+
+
+@pytest.mark.slow
+def test_growth_builds_the_longer_history_onto_the_previous_warehouse(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--workdir", str(tmp_path / "w"), "--trips-per-day", "2000", "--days", "1",
+        "--growth", "1,2", "--neighborhoods", "60", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["history_days"] for r in runs] == [1, 2]
+    # the same measured day each time, on one more day of history
+    assert runs[0]["rows"] == runs[1]["rows"] > 1_000
+    assert runs[1]["history_rows"] > runs[0]["history_rows"] > 1_000
+    for run in runs:
+        for stage in PIPELINE_STAGES:
+            _assert_complete(run["stages"][stage])
+    # the second history length was built onto the state kept before the first measured day, and
+    # the state kept before the second one is there for the next length
+    assert runs[1]["history_setup"]["days"] == 1  # only the one older day was landed and built
+    kept = tmp_path / "w" / "bench" / "tpd-2000" / "built-before-measured-day"
+    assert (kept / "warehouse" / "mobility.duckdb").exists() and (kept / "published").is_dir()
