@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse_lake and landed.exists() and json.loads(landed.read_text())["day"] == args.day.isoformat():
         console.log(f"reusing the lake landed in {wd.root}")
         landing = json.loads(landed.read_text())["landing"]
-        for built in (wd.warehouse.parent, wd.published, wd.dbt_target.parent):
+        for built in wd.built:
             shutil.rmtree(built, ignore_errors=True)  # the build must start from nothing, as the first did
     else:
         if wd.root.exists():

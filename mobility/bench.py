@@ -544,26 +544,22 @@ def measure_day(wd: Workdir, *, day: date, tz_name: str, base_url: str, with_flo
 
 # ------------------------------------------------------------------------------------ the benchmark
 
-# what the build and publication keep between runs: the warehouse, the publication, dbt's state
-BUILT = ("warehouse", "published", "dbt")
-
-
 def snapshot_built(wd: Workdir, snapshot: Path) -> None:
-    """Copy the built state aside before the measured day changes it."""
+    """Copy the built state (`Workdir.built`) aside before the measured day changes it."""
     shutil.rmtree(snapshot, ignore_errors=True)
     snapshot.mkdir(parents=True)
-    for name in BUILT:
-        if (wd.root / name).exists():
-            shutil.copytree(wd.root / name, snapshot / name, symlinks=True)
+    for path in wd.built:
+        if path.exists():
+            shutil.copytree(path, snapshot / path.name, symlinks=True)
 
 
 def restore_built(wd: Workdir, snapshot: Path) -> None:
-    """Put back the state `snapshot_built` kept (nothing built yet: start from nothing), so the
-    next history length's build extends the history incrementally instead of starting over."""
-    for name in BUILT:
-        shutil.rmtree(wd.root / name, ignore_errors=True)
-        if (snapshot / name).exists():
-            (snapshot / name).rename(wd.root / name)
+    """Put back the state `snapshot_built` kept (none kept yet: start from nothing), so the next
+    history length's build extends the history incrementally instead of starting over."""
+    for path in wd.built:
+        shutil.rmtree(path, ignore_errors=True)
+        if (snapshot / path.name).exists():
+            (snapshot / path.name).rename(path)
     shutil.rmtree(snapshot, ignore_errors=True)
 
 

@@ -116,6 +116,12 @@ class Workdir:
         return self.root / "dbt" / "target"
 
     @property
+    def built(self) -> tuple[Path, ...]:
+        """What the build and publication keep between runs, as distinct from the lake they are
+        built from: the warehouse, the publication, dbt's state (target, last-build marker)."""
+        return (self.warehouse.parent, self.published, self.dbt_target.parent)
+
+    @property
     def airflow_home(self) -> Path:
         return self.root / "airflow"
 

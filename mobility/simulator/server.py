@@ -514,9 +514,9 @@ class SimulatorThread:
         self._sock.bind(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        # the standard asyncio loop, not uvloop: libuv's epoll aborts the whole process when a loop
-        # in a secondary thread meets fds other threads close (MagicStack/uvloop#438); the test
-        # suite died so twice (SIGABRT while this thread served the Chicago build's ingest)
+        # the standard asyncio loop, not uvloop: libuv's epoll can abort the whole process when its
+        # loop runs in a secondary thread beside threads opening and closing fds (MagicStack/uvloop#438);
+        # the test suite was killed so (SIGABRT) while this thread served an in-process ingest
         config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1,
                                 loop="asyncio")
         self._server = uvicorn.Server(config)
