@@ -178,7 +178,7 @@ def test_trip_data_tests_check_each_new_batch_once(lake):
     from mobility.warehouse.build import DbtBuildError
 
     wd, world = lake
-    _land(wd, world, DAY1, {"rideco": "ridehail_trips"})
+    day1 = _land(wd, world, DAY1, {"rideco": "ridehail_trips"})
     run_dbt(wd, args=FCT)
     day2 = _land(wd, world, DAY2, {"rideco": "ridehail_trips"})
     # the new batch's file holds one trip twice (the lake is damaged after landing)
@@ -190,7 +190,9 @@ def test_trip_data_tests_check_each_new_batch_once(lake):
         run_dbt(wd, args=FCT)
     assert "unique_stg_ridehail__trips_trip_key" in str(err.value)
     compiled = next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql")).read_text()
-    assert "batch_id not in (select distinct batch_id from" in compiled and "fct_trips" in compiled
+    # the new batch only, inlined (so the scan skips the other files), not day 1's
+    assert f"where batch_id in ('{day2['rideco']['batch_id']}')" in compiled
+    assert day1["rideco"]["batch_id"] not in compiled
 
     pq.write_table(table, path)  # repaired: the build passes and the fact holds both days once
     run_dbt(wd, args=FCT)
@@ -224,7 +226,7 @@ def test_after_a_failed_build_the_next_one_tests_every_row_again(lake):
     # every batch is tested again: the staging view's test now sees day 1 and day 3 together
     assert "unique_stg_ridehail__trips_trip_key" in str(err.value)
     compiled = next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql")).read_text()
-    assert "batch_id not in" not in compiled and "where true" in compiled
+    assert "batch_id in" not in compiled and "where true" in compiled
 
 
 TRIP_MARTS = ("mart_trips_per_neighborhood_day", "mart_trips_per_neighborhood_mode_hour", "mart_od_flows",
@@ -311,3 +313,47 @@ def test_a_build_after_an_unfinished_one_rebuilds_every_mart_day(tmp_path, city_
     build_warehouse(wd)
     build_warehouse(wd)
     assert calls == [False, False, False, True, False]
+
+
+MANIFESTS = ("build", "--select", "stg_lake__manifests")
+
+
+def _manifest_records(wd: Workdir) -> dict[str, dict]:
+    with duckdb.connect(str(wd.warehouse), read_only=True) as con:
+        cur = con.execute("select * from stg_lake__manifests")
+        names = [d[0] for d in cur.description]
+        return {r[names.index("file_path")]: dict(zip(names, r)) for r in cur.fetchall()}
+
+
+def test_manifests_are_read_once_each_then_again_when_rewritten_and_forgotten_when_removed(lake):
+    """stg_lake__manifests reads only the manifest files that are new or rewritten since its last
+    build, replaces the records of rewritten ones, and drops those of files taken out of the lake."""
+    import os
+
+    wd, world = lake
+    day1 = _land(wd, world, DAY1, {"rideco": "ridehail_trips", "citybikes": "bikeshare_trips"})
+    run_dbt(wd, args=MANIFESTS)
+    first = _manifest_records(wd)
+    assert {r["batch_id"] for r in first.values()} == {m["batch_id"] for m in day1.values()}
+
+    day2 = _land(wd, world, DAY2, {"rideco": "ridehail_trips"})
+    run_dbt(wd, args=MANIFESTS)
+    compiled = _compiled(wd, "stg_lake__manifests")
+    (new_path,) = {str(p) for p in wd.manifests.rglob("*.json")} - first.keys()
+    assert new_path in compiled and not any(p in compiled for p in first), "old manifests were read again"
+    second = _manifest_records(wd)
+    assert len(second) == 3 and second[new_path]["batch_id"] == day2["rideco"]["batch_id"]
+    assert all(second[p] == first[p] for p in first), "records of unchanged files changed"
+
+    # a manifest rewritten in place (the same bytes landed again) replaces its record, once
+    path = Path(new_path)
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "rows_accepted": 1, "outcome": "partial"}))
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))  # DuckDB reads mtimes to the second
+    run_dbt(wd, args=MANIFESTS)
+    third = _manifest_records(wd)
+    assert len(third) == 3 and (third[new_path]["rows_accepted"], third[new_path]["outcome"]) == (1, "partial")
+
+    path.unlink()  # taken out of the lake: its record goes too
+    run_dbt(wd, args=MANIFESTS)
+    assert _manifest_records(wd).keys() == first.keys()

@@ -41,3 +41,73 @@
   {%- set result = run_query("select count(*) from glob('" ~ glob_pattern | replace("'", "''") ~ "')") -%}
   {{ return(result.columns[0].values()[0] > 0) }}
 {% endmacro %}
+
+
+{#
+  A lake source of small JSON files, one record each (the manifests), read file by file: the
+  records of `files` (a list of paths; none: every file of the source's glob) with the columns the
+  source's meta declares (`empty_columns`), each with its file's path and modification time.
+  Models that keep these records incrementally read only the files lake_changed_files names.
+#}
+{% macro lake_json_records(source_name, table_name, files=none) %}
+  {%- set relation = source(source_name, table_name) -%}  {#- for lineage: the files are read below -#}
+  {%- set meta = lake_source_meta(source_name, table_name) if execute else {'empty_columns': {}} -%}
+  {%- set columns = meta['empty_columns'] -%}
+  {%- if not execute -%}
+    select 1
+  {%- elif (files is none and lake_has_files(meta['lake_glob'])) or files -%}
+    {#- sql_values gives "('a', 'b')": a glob as one string, a list of files as a DuckDB list -#}
+    {%- set listed = sql_values([meta['lake_glob']])[1:-1] if files is none else '[' ~ sql_values(files)[1:-1] ~ ']' -%}
+    select
+    {%- for name in columns %}
+      records.{{ name }},
+    {%- endfor %}
+      records.filename as file_path,
+      blobs.last_modified as file_modified_at
+    from read_json({{ listed }}, filename = true, columns = {
+    {%- for name, type in columns.items() -%}
+      '{{ name }}': '{{ type }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
+    }) as records
+    inner join read_blob({{ listed }}) as blobs on blobs.filename = records.filename
+  {%- else -%}
+    select
+    {%- for name, type in columns.items() %}
+      cast(null as {{ type }}) as {{ name }},
+    {%- endfor %}
+      cast(null as varchar) as file_path,
+      cast(null as timestamptz) as file_modified_at
+    where false
+  {%- endif -%}
+{% endmacro %}
+
+
+{#
+  The files of a lake source that `relation` (an incremental model of lake_json_records, with the
+  columns file_path, file_modified_at and read_at) has not read as they are now: new files, files
+  rewritten since (landing the same bytes again rewrites a manifest in place), and, as DuckDB
+  gives modification times to the second, any file modified in or after the second the last read
+  began. Sorted, for a stable compiled query.
+#}
+{% macro lake_changed_files(relation, source_name, table_name) %}
+  {%- set glob_pattern = lake_source_meta(source_name, table_name)['lake_glob'] -%}
+  {%- if not lake_has_files(glob_pattern) -%}{{ return([]) }}{%- endif -%}
+  {%- set found = run_query(
+      "select b.filename from read_blob(" ~ sql_values([glob_pattern])[1:-1] ~ ") as b"
+      ~ " where not exists (select 1 from " ~ relation ~ " as r where r.file_path = b.filename"
+      ~ " and r.file_modified_at = b.last_modified)"
+      ~ " or b.last_modified >= (select date_trunc('second', max(read_at)) from " ~ relation ~ ")"
+      ~ " order by 1") -%}
+  {{ return(found.columns[0].values() | list) }}
+{% endmacro %}
+
+
+{#- A post-hook for models of lake_json_records: forget the records of files no longer in the lake. -#}
+{% macro lake_forget_removed_files(relation, source_name, table_name) %}
+  {%- if not execute -%}
+    select 1  {#- hooks are rendered while parsing too, when the graph is empty -#}
+  {%- else -%}
+    delete from {{ relation }}
+    where file_path not in (select file from glob({{ sql_values([lake_source_meta(source_name, table_name)['lake_glob']])[1:-1] }}))
+  {%- endif -%}
+{% endmacro %}

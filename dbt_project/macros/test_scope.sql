@@ -4,10 +4,14 @@
   resubmission is a new batch), so re-testing old ones every build finds nothing new.
 
   A test opts in with a placeholder as its `where` config:
-  - `__new_trip_batches__`: rows of batches fct_trips does not hold yet (the ones this build is
-    about to add: tests on the views upstream of the fact run before it is built), and of the
-    batches its latest load added, so a `dbt test` after a build checks that build's batches.
-    Everything before fct_trips exists.
+  - `__new_trip_batches__`: rows of the current trip batches (the latest landed batch of each
+    window, from the manifests) that the fact has not loaded: in `dbt build`, the batches this
+    build is about to add (tests on the views upstream of the fact run before it is built); in a
+    `dbt test` after a build, the batches that build added. Everything before fct_trips exists.
+    The batch ids are looked up when the test runs and inlined as constants: the filter then
+    reaches the Parquet scans, which skip every other file's rows from their statistics (a join
+    on a subquery would read every landed trip first). A row without a batch id is never
+    in scope: the not_null tests on batch_id itself are not scoped.
   - `__latest_load__`: fct_trips rows of its latest load (this run's, in a build that adds rows;
     all of them after a full refresh).
   Uniqueness across batches is tested on all of fct_trips, for the keys of its latest load
@@ -25,12 +29,9 @@
       may have failed their tests: test every row again, not only the latest load's -#}
   {%- set everything = var('trip_marts_rebuild_all', false) -%}
   {%- if '__new_trip_batches__' in where -%}
-    {%- set fact = none if everything else _trip_fact_relation() -%}
-    {#- a row without a batch id is never "already held": its not_null test must still see it.
-        distinct: the anti-join then hashes one entry per batch, not one per trip of the history -#}
-    {%- set scope = ('(batch_id is null or batch_id not in (select distinct batch_id from ' ~ fact
-        ~ ' where loaded_at < (select max(loaded_at) from ' ~ fact ~ ')))') if fact is not none else 'true' -%}
-    {%- set where = where | replace('__new_trip_batches__', scope) -%}
+    {%- set batch_ids = none if everything else _trip_batches_in_test_scope() -%}
+    {%- set where = where | replace('__new_trip_batches__',
+        'true' if batch_ids is none else 'batch_id in ' ~ sql_values(batch_ids)) -%}
   {%- endif -%}
   {%- if '__latest_load__' in where -%}
     {%- set where = where | replace('__latest_load__', 'true' if everything else
@@ -43,11 +44,29 @@
 {%- endmacro %}
 
 
-{#- fct_trips as built so far, or none before its first build; looked up in the graph rather than
-    ref()'d, so tests on its upstream views do not depend on it. -#}
-{% macro _trip_fact_relation() %}
+{#- The batch ids `__new_trip_batches__` stands for, or none for every row (no fact built yet).
+    Fact batches are looked up in int_trip_batch_days, which records each batch with the load that
+    added it (a small table, where the fact has a row per trip). In `dbt build` these tests run
+    before the views' descendants (int_trip_batch_days, the fact) are built, so the batches to test
+    are the current ones not recorded yet; in a `dbt test`, those of the fact's latest load. -#}
+{% macro _trip_batches_in_test_scope() %}
+  {%- set fact = _built_relation('fct_trips') -%}
+  {%- set batch_days = _built_relation('int_trip_batch_days') -%}
+  {%- set manifests = _built_relation('stg_lake__manifests') -%}
+  {%- if fact is none or batch_days is none or manifests is none -%}{{ return(none) }}{%- endif -%}
+  {%- set loaded = "select batch_id from " ~ batch_days ~ (
+      "" if flags.WHICH == 'build' else " where loaded_at < (select max(loaded_at) from " ~ fact ~ ")") -%}
+  {%- set found = run_query("select batch_id from (" ~ current_trip_batches(manifests) ~ ")"
+      ~ " where batch_id not in (" ~ loaded ~ ") order by 1") -%}
+  {{ return(found.columns[0].values() | list) }}
+{% endmacro %}
+
+
+{#- A model as built so far, or none before its first build; looked up in the graph rather than
+    ref()'d, so tests on the views upstream of it do not depend on it. -#}
+{% macro _built_relation(model_name) %}
   {%- for node in graph.nodes.values() -%}
-    {%- if node.resource_type == 'model' and node.name == 'fct_trips' -%}
+    {%- if node.resource_type == 'model' and node.name == model_name -%}
       {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias)) }}
     {%- endif -%}
   {%- endfor -%}

@@ -1,5 +1,7 @@
 -- Bike-share trips as landed: renamed, cast, put in explicit units, local wall-clock times turned
 -- into instants in the city's zone. No joins, no filtering.
+-- depends_on: {{ ref('stg_lake__manifests') }}  (the trip tests' scope lists this view's new batches
+-- from the manifests: they must be read before these tests run; see macros/test_scope.sql)
 with source as (
     {{ lake_source('bikeshare', 'trips') }}
 ),

@@ -1,10 +1,20 @@
 -- One record per landed batch, with window and processing times as timestamps.
--- A table, unlike the other staging models: the lake holds one small JSON file per batch, and a
--- view would parse all of them again on every read (the trip batches, feed health, compliance
--- and this model's tests read it).
-{{ config(materialized='table') }}
+-- A table, unlike the other staging models: the lake holds one small JSON file per batch, and
+-- every read of a view would open all of them again (the trip batches, feed health, compliance
+-- and this model's tests read it). Incremental, for the same reason: a build reads the files new
+-- or rewritten since the last one (by path and modification time) and replaces their records;
+-- the post-hook forgets the records of files taken out of the lake.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='file_path',
+    on_schema_change='fail',
+    post_hook="{{ lake_forget_removed_files(this, 'lake', 'manifests') }}"
+) }}
+{%- set files = lake_changed_files(this, 'lake', 'manifests') if execute and is_incremental() else none %}
+
 with source as (
-    {{ lake_source('lake', 'manifests') }}
+    {{ lake_json_records('lake', 'manifests', files) }}
 ),
 
 renamed as (
@@ -24,7 +34,10 @@ renamed as (
         outcome,
         error,
         cast(started_at as timestamptz) as started_at,
-        cast(finished_at as timestamptz) as finished_at
+        cast(finished_at as timestamptz) as finished_at,
+        file_path,
+        file_modified_at,
+        cast('{{ run_started_at.isoformat() }}' as timestamptz) as read_at
     from source
 )
 

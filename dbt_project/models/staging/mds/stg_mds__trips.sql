@@ -1,4 +1,6 @@
 -- MDS trips as landed: renamed, cast and put in explicit units. No joins, no filtering.
+-- depends_on: {{ ref('stg_lake__manifests') }}  (the trip tests' scope lists this view's new batches
+-- from the manifests: they must be read before these tests run; see macros/test_scope.sql)
 with source as (
     {{ lake_source('mds', 'trips') }}
 ),
