@@ -189,10 +189,12 @@ def test_trip_data_tests_check_each_new_batch_once(lake):
     with pytest.raises(DbtBuildError) as err:
         run_dbt(wd, args=FCT)
     assert "unique_stg_ridehail__trips_trip_key" in str(err.value)
-    compiled = next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql")).read_text()
-    # the new batch only, inlined (so the scan skips the other files), not day 1's
-    assert f"where batch_id in ('{day2['rideco']['batch_id']}')" in compiled
-    assert day1["rideco"]["batch_id"] not in compiled
+    compiled = " ".join(next((wd.dbt_target / "compiled").rglob("unique_stg_ridehail__trips_trip_key.sql"))
+                        .read_text().split())
+    # the new batch only, and its file by name (so the scan opens no other file), not day 1's
+    assert f"where (batch_id in ('{day2['rideco']['batch_id']}') and regexp_extract(bronze_file" in compiled
+    assert f"in ('partner=rideco/{DAY2}.parquet')" in compiled
+    assert day1["rideco"]["batch_id"] not in compiled and f"{DAY1}.parquet" not in compiled
 
     pq.write_table(table, path)  # repaired: the build passes and the fact holds both days once
     run_dbt(wd, args=FCT)

@@ -8,10 +8,10 @@
     window, from the manifests) that the fact has not loaded: in `dbt build`, the batches this
     build is about to add (tests on the views upstream of the fact run before it is built); in a
     `dbt test` after a build, the batches that build added. Everything before fct_trips exists.
-    The batch ids are looked up when the test runs and inlined as constants: the filter then
-    reaches the Parquet scans, which skip every other file's rows from their statistics (a join
-    on a subquery would read every landed trip first). A row without a batch id is never
-    in scope: the not_null tests on batch_id itself are not scoped.
+    The batch ids are looked up when the test runs and inlined as constants, with their bronze
+    files' names (trip_batches_filter): the scans then open those files only (a join on a
+    subquery would read every landed trip first). A row without a batch id is never in scope:
+    the not_null tests on batch_id itself are not scoped.
   - `__latest_load__`: fct_trips rows of its latest load (this run's, in a build that adds rows;
     all of them after a full refresh).
   Uniqueness across batches is tested on all of fct_trips, for the keys of its latest load
@@ -31,7 +31,7 @@
   {%- if '__new_trip_batches__' in where -%}
     {%- set batch_ids = none if everything else _trip_batches_in_test_scope() -%}
     {%- set where = where | replace('__new_trip_batches__',
-        'true' if batch_ids is none else 'batch_id in ' ~ sql_values(batch_ids)) -%}
+        'true' if batch_ids is none else '(' ~ trip_batches_filter(batch_ids) ~ ')') -%}
   {%- endif -%}
   {%- if '__latest_load__' in where -%}
     {%- set where = where | replace('__latest_load__', 'true' if everything else

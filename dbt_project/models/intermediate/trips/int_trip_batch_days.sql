@@ -8,7 +8,7 @@
 -- windows of the latest load.
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 
-{#- new batches inlined as constants, as in fct_trips: the filter then reaches the Parquet scans -#}
+{#- new batches inlined as constants, as in fct_trips: the scans then open their files only -#}
 {%- set new_batch_ids = [] -%}
 {%- if execute and is_incremental() -%}
     {%- set found = run_query(
@@ -17,9 +17,7 @@
     ) -%}
     {%- set new_batch_ids = found.columns[0].values() -%}
 {%- endif -%}
-{%- set new_batches -%}
-    ({% for b in new_batch_ids %}'{{ b | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor %})
-{%- endset %}
+{%- set new_batches = sql_values(new_batch_ids) %}
 
 with batches as (
     select batch_id, source_window from {{ ref('int_trip_batches_current') }}
@@ -31,7 +29,7 @@ with batches as (
 trips as (
     select batch_id, mode, start_at, end_at from {{ ref('int_trips_unified') }}
     {%- if is_incremental() %}
-    where batch_id in {{ new_batches }}
+    where {{ trip_batches_filter(new_batch_ids) }}
     {%- endif %}
 ),
 

@@ -17,9 +17,9 @@
 ) }}
 -- depends_on: {{ ref('int_trip_batch_days') }}
 
-{#- The new batches are looked up first and inlined as constants: the filter then reaches the
-    Parquet scans, which skip every other batch's row groups from their statistics, instead of a
-    join after reading every batch of the lake. -#}
+{#- The new batches are looked up first and inlined as constants, with their bronze files'
+    names: the scans then open those files only, instead of a join after reading every batch of
+    the lake (trip_batches_filter). -#}
 {%- set new_batch_ids = trip_fact_new_batch_ids(this) if execute and is_incremental() else [] -%}
 {%- set new_batches = sql_values(new_batch_ids) %}
 
@@ -35,7 +35,7 @@ trips as (
     from {{ ref('int_trips_unified') }} as unified
     inner join batches on unified.batch_id = batches.batch_id
     {%- if is_incremental() %}
-    where unified.batch_id in {{ new_batches }}
+    where {{ trip_batches_filter(new_batch_ids, 'unified.') }}
     {%- endif %}
 ),
 

@@ -10,6 +10,8 @@ renamed as (
     select
         partner_id,
         batch_id,
+        -- the landed file the row was read from: lets a filter on it skip the lake's other files
+        filename as bronze_file,
         trip_id,
         partner_id || '|' || trip_id as trip_key,
         bike_id,

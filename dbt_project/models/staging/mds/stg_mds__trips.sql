@@ -9,6 +9,8 @@ renamed as (
     select
         partner_id,
         batch_id,
+        -- the landed file the row was read from: lets a filter on it skip the lake's other files
+        filename as bronze_file,
         provider_id,
         device_id,
         trip_id,
