@@ -46,7 +46,9 @@
 {#
   A lake source of small JSON files, one record each (the manifests), read file by file: the
   records of `files` (a list of paths; none: every file of the source's glob) with the columns the
-  source's meta declares (`empty_columns`), each with its file's path and modification time.
+  source's meta declares (`empty_columns`), each with its file's path below the glob's folder
+  (e.g. mds_trips/<partner>/<window>__<sha>.json: no server paths in the warehouse) and its
+  modification time.
   Models that keep these records incrementally read only the files lake_changed_files names.
 #}
 {% macro lake_json_records(source_name, table_name, files=none) %}
@@ -62,7 +64,7 @@
     {%- for name in columns %}
       records.{{ name }},
     {%- endfor %}
-      records.filename as file_path,
+      regexp_extract(records.filename, '{{ lake_relative_path_regex(meta['lake_glob']) }}') as file_path,
       blobs.last_modified as file_modified_at
     from read_json({{ listed }}, filename = true, columns = {
     {%- for name, type in columns.items() -%}
@@ -94,8 +96,8 @@
   {%- if not lake_has_files(glob_pattern) -%}{{ return([]) }}{%- endif -%}
   {%- set found = run_query(
       "select b.filename from read_blob(" ~ sql_values([glob_pattern])[1:-1] ~ ") as b"
-      ~ " where not exists (select 1 from " ~ relation ~ " as r where r.file_path = b.filename"
-      ~ " and r.file_modified_at = b.last_modified)"
+      ~ " where not exists (select 1 from " ~ relation ~ " as r where r.file_path = regexp_extract(b.filename, '"
+      ~ lake_relative_path_regex(glob_pattern) ~ "') and r.file_modified_at = b.last_modified)"
       ~ " or b.last_modified >= (select date_trunc('second', max(read_at)) from " ~ relation ~ ")"
       ~ " order by 1") -%}
   {{ return(found.columns[0].values() | list) }}
@@ -107,7 +109,18 @@
   {%- if not execute -%}
     select 1  {#- hooks are rendered while parsing too, when the graph is empty -#}
   {%- else -%}
+    {%- set glob_pattern = lake_source_meta(source_name, table_name)['lake_glob'] %}
     delete from {{ relation }}
-    where file_path not in (select file from glob({{ sql_values([lake_source_meta(source_name, table_name)['lake_glob']])[1:-1] }}))
+    where file_path not in (
+        select regexp_extract(file, '{{ lake_relative_path_regex(glob_pattern) }}')
+        from glob({{ sql_values([glob_pattern])[1:-1] }}))
   {%- endif -%}
+{% endmacro %}
+
+
+{#- A regex for the part of a path that the wildcards of `glob_pattern` match: as many trailing
+    components as the pattern has after its fixed folder. -#}
+{% macro lake_relative_path_regex(glob_pattern) %}
+  {%- set depth = glob_pattern[glob_pattern.split('*')[0] | length:].count('/') -%}
+  {{ return('[^/]+' ~ ('(/[^/]+){' ~ depth ~ '}' if depth else '') ~ '$') }}
 {% endmacro %}

@@ -33,6 +33,6 @@
     {%- endfor -%}
     {{ prefix }}batch_id in {{ sql_values(batch_ids) }}
     {%- if files and files | length == batch_ids | length %}
-        and regexp_extract({{ prefix }}bronze_file, '[^/]+/[^/]+$') in {{ sql_values(files | unique | list) }}
+        and {{ prefix }}bronze_file in {{ sql_values(files | unique | list) }}
     {%- endif -%}
 {%- endmacro %}
