@@ -38,7 +38,7 @@
 
 
 {% macro lake_has_files(glob_pattern) %}
-  {%- set result = run_query("select count(*) from glob('" ~ glob_pattern | replace("'", "''") ~ "')") -%}
+  {%- set result = run_query("select count(*) from glob(" ~ sql_string(glob_pattern) ~ ")") -%}
   {{ return(result.columns[0].values()[0] > 0) }}
 {% endmacro %}
 
@@ -58,13 +58,12 @@
   {%- if not execute -%}
     select 1
   {%- elif (files is none and lake_has_files(meta['lake_glob'])) or files -%}
-    {#- sql_values gives "('a', 'b')": a glob as one string, a list of files as a DuckDB list -#}
-    {%- set listed = sql_values([meta['lake_glob']])[1:-1] if files is none else '[' ~ sql_values(files)[1:-1] ~ ']' -%}
+    {%- set listed = sql_string(meta['lake_glob']) if files is none else sql_list(files) -%}
     select
     {%- for name in columns %}
       records.{{ name }},
     {%- endfor %}
-      regexp_extract(records.filename, '{{ lake_relative_path_regex(meta['lake_glob']) }}') as file_path,
+      {{ lake_relative_path('records.filename', source_name, table_name) }} as file_path,
       blobs.last_modified as file_modified_at
     from read_json({{ listed }}, filename = true, columns = {
     {%- for name, type in columns.items() -%}
@@ -95,9 +94,9 @@
   {%- set glob_pattern = lake_source_meta(source_name, table_name)['lake_glob'] -%}
   {%- if not lake_has_files(glob_pattern) -%}{{ return([]) }}{%- endif -%}
   {%- set found = run_query(
-      "select b.filename from read_blob(" ~ sql_values([glob_pattern])[1:-1] ~ ") as b"
-      ~ " where not exists (select 1 from " ~ relation ~ " as r where r.file_path = regexp_extract(b.filename, '"
-      ~ lake_relative_path_regex(glob_pattern) ~ "') and r.file_modified_at = b.last_modified)"
+      "select b.filename from read_blob(" ~ sql_string(glob_pattern) ~ ") as b"
+      ~ " where not exists (select 1 from " ~ relation ~ " as r where r.file_path = "
+      ~ lake_relative_path('b.filename', source_name, table_name) ~ " and r.file_modified_at = b.last_modified)"
       ~ " or b.last_modified >= (select date_trunc('second', max(read_at)) from " ~ relation ~ ")"
       ~ " order by 1") -%}
   {{ return(found.columns[0].values() | list) }}
@@ -109,18 +108,23 @@
   {%- if not execute -%}
     select 1  {#- hooks are rendered while parsing too, when the graph is empty -#}
   {%- else -%}
-    {%- set glob_pattern = lake_source_meta(source_name, table_name)['lake_glob'] %}
     delete from {{ relation }}
     where file_path not in (
-        select regexp_extract(file, '{{ lake_relative_path_regex(glob_pattern) }}')
-        from glob({{ sql_values([glob_pattern])[1:-1] }}))
+        select {{ lake_relative_path('file', source_name, table_name) }}
+        from glob({{ sql_string(lake_source_meta(source_name, table_name)['lake_glob']) }}))
   {%- endif -%}
 {% endmacro %}
 
 
-{#- A regex for the part of a path that the wildcards of `glob_pattern` match: as many trailing
-    components as the pattern has after its fixed folder. -#}
-{% macro lake_relative_path_regex(glob_pattern) %}
-  {%- set depth = glob_pattern[glob_pattern.split('*')[0] | length:].count('/') -%}
-  {{ return('[^/]+' ~ ('(/[^/]+){' ~ depth ~ '}' if depth else '') ~ '$') }}
+{#- `column` (a path the source's glob matched) cut to the part its wildcards match, e.g.
+    partner=<id>/<window>.parquet in a bronze dataset: no server paths in the warehouse, and the
+    same names whatever the workdir. -#}
+{% macro lake_relative_path(column, source_name, table_name) %}
+  {%- if not execute -%}
+    {{ column }}  {#- while parsing the graph is empty; the name is all dbt needs then -#}
+  {%- else -%}
+    {%- set glob_pattern = lake_source_meta(source_name, table_name)['lake_glob'] -%}
+    {%- set depth = glob_pattern[glob_pattern.split('*')[0] | length:].count('/') -%}
+    regexp_extract({{ column }}, '[^/]+{{ '(/[^/]+){' ~ depth ~ '}' if depth else '' }}$')
+  {%- endif -%}
 {% endmacro %}

@@ -8,29 +8,21 @@
   skips the other days' row groups of fct_trips (it is ordered by start day) from their min/max.
 #}
 
-{% macro sql_values(values, type='varchar') -%}
-    ({%- for v in values -%}
-        {%- if v is none -%}null{%- elif type == 'varchar' -%}'{{ v | string | replace("'", "''") }}'
-        {%- else -%}cast('{{ v | string | replace("'", "''") }}' as {{ type }}){%- endif -%}
-        {{- ", " if not loop.last -}}
-    {%- else -%}null{%- endfor -%})
-{%- endmacro %}
-
 {% macro _column_values(sql) -%}
     {%- if not execute -%}{{ return([]) }}{%- endif -%}
     {{ return(run_query(sql).columns[0].values() | list) }}
 {%- endmacro %}
 
-{# Current trip batches fct_trips does not hold yet (what this build adds). #}
-{% macro trip_fact_new_batch_ids(fact) -%}
+{# Current trip batches `relation` (fct_trips, int_trip_batch_days) does not hold yet: what this build adds. #}
+{% macro new_trip_batch_ids(relation) -%}
     {{ return(_column_values(
         "select batch_id from " ~ ref('int_trip_batches_current')
-        ~ " where batch_id not in (select distinct batch_id from " ~ fact ~ ") order by batch_id")) }}
+        ~ " where batch_id not in (select distinct batch_id from " ~ relation ~ ") order by batch_id")) }}
 {%- endmacro %}
 
 {#- fct_trips' pre-hook: remove the rows of the windows its new batches replace, on their days only. -#}
 {% macro trip_fact_delete_replaced(fact) -%}
-    {%- set new_ids = trip_fact_new_batch_ids(fact) -%}
+    {%- set new_ids = new_trip_batch_ids(fact) -%}
     {%- if not new_ids -%}
         select 1
     {%- else -%}

@@ -9,14 +9,7 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 
 {#- new batches inlined as constants, as in fct_trips: the scans then open their files only -#}
-{%- set new_batch_ids = [] -%}
-{%- if execute and is_incremental() -%}
-    {%- set found = run_query(
-        "select batch_id from " ~ ref('int_trip_batches_current')
-        ~ " where batch_id not in (select batch_id from " ~ this ~ ") order by batch_id"
-    ) -%}
-    {%- set new_batch_ids = found.columns[0].values() -%}
-{%- endif -%}
+{%- set new_batch_ids = new_trip_batch_ids(this) if execute and is_incremental() else [] -%}
 {%- set new_batches = sql_values(new_batch_ids) %}
 
 with batches as (

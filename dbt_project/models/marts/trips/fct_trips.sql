@@ -20,7 +20,7 @@
 {#- The new batches are looked up first and inlined as constants, with their bronze files'
     names: the scans then open those files only, instead of a join after reading every batch of
     the lake (trip_batches_filter). -#}
-{%- set new_batch_ids = trip_fact_new_batch_ids(this) if execute and is_incremental() else [] -%}
+{%- set new_batch_ids = new_trip_batch_ids(this) if execute and is_incremental() else [] -%}
 {%- set new_batches = sql_values(new_batch_ids) %}
 
 with batches as (

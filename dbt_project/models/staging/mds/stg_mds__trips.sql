@@ -11,7 +11,7 @@ renamed as (
         batch_id,
         -- the landed file the row was read from, in its dataset's folder: a filter on it lets the
         -- scan skip the lake's other files unopened
-        regexp_extract(filename, '[^/]+/[^/]+$') as bronze_file,
+        {{ lake_relative_path('filename', 'mds', 'trips') }} as bronze_file,
         provider_id,
         device_id,
         trip_id,

@@ -12,7 +12,7 @@ renamed as (
         batch_id,
         -- the landed file the row was read from, in its dataset's folder: a filter on it lets the
         -- scan skip the lake's other files unopened
-        regexp_extract(filename, '[^/]+/[^/]+$') as bronze_file,
+        {{ lake_relative_path('filename', 'ridehail', 'trips') }} as bronze_file,
         trip_id,
         partner_id || '|' || trip_id as trip_key,
         -- naive local wall-clock time -> instant: timezone(zone, timestamp) reads it in that zone
