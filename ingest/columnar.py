@@ -54,6 +54,8 @@ from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_mem
 
 CHUNK_ROWS = 131_072
 DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it saves
+JUDGED_MIN = 4096  # fewer distinct values than this in a chunk are judged afresh
+JUDGED_MAX = 1 << 18  # distinct values per field whose verdicts a batch's check keeps for its next chunks
 CSV_BLOCK_BYTES = 16 << 20
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
@@ -226,10 +228,13 @@ class SeenKeys:
         keys = keys.select(self.columns).filter(pa.array(valid)).append_column(ROW, pa.array(rows[present]))
         hashes = _hash64(keys, self.columns)
         order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
         twin = np.zeros(len(hashes), bool)  # a hash another key of this chunk has too
-        same = hashes[order][1:] == hashes[order][:-1]
+        same = ordered[1:] == ordered[:-1]
         twin[order[1:][same]] = twin[order[:-1][same]] = True
-        found = np.searchsorted(self.hashes, hashes)
+        # probing in sorted order walks the kept hashes front to back: far fewer cache misses
+        found = np.empty(len(hashes), np.int64)
+        found[order] = np.searchsorted(self.hashes, ordered)
         known = found < len(self.hashes)
         known[known] = self.hashes[found[known]] == hashes[known]
         candidates = np.flatnonzero(twin | known)
@@ -250,11 +255,12 @@ class SeenKeys:
                 else:
                     first[key] = r[ROW]
         keep = keys.filter(pa.array(new)) if not new.all() else keys
-        hashes = hashes[new]
-        merged = np.concatenate([self.hashes, hashes])
-        where = np.concatenate([self.where, np.arange(self.count, self.count + len(hashes))])
-        order = np.argsort(merged, kind="stable")
-        self.hashes, self.where = merged[order], where[order]
+        # the new hashes go in among the kept ones (both sorted): a merge, not a sort of them all
+        added = order[new[order]]  # the new keys' positions in the chunk, by hash
+        slots = np.searchsorted(self.hashes, hashes[added], side="right")
+        position = np.cumsum(new) - 1  # each new key's position among the kept ones of this chunk
+        self.hashes = np.insert(self.hashes, slots, hashes[added])
+        self.where = np.insert(self.where, slots, self.count + position[added])
         self.kept.append(keep)
         self.count += keep.num_rows
         return repeats
@@ -296,6 +302,25 @@ class ColumnarCheck:
         self.extra: set[str] = set()
         self.seen: dict[str, SeenKeys] = {f.name: SeenKeys([f.name]) for f in contract.fields if f.unique}
         self.distinct: dict[str, set] = {name: set() for name in track}
+        self.judged: dict[str, tuple[pa.Array, np.ndarray]] = {}  # field -> distinct values judged so far, verdicts
+
+    def _cleared_values(self, f: Field, values: pa.Array) -> np.ndarray:
+        """`cleared` on a chunk's distinct values, each value judged once per batch: the chunks of a
+        batch repeat most of each other's values (a day's times to the second, fares). A few values
+        are judged again: looking them up would cost more."""
+        if len(values) < JUDGED_MIN:
+            return cleared(f, values, self.c.codes)
+        known, verdicts = self.judged.get(f.name, (values[:0], np.empty(0, bool)))
+        at = pc.fill_null(pc.index_in(values, value_set=known), -1).to_numpy()
+        new = np.flatnonzero(at < 0)
+        out = np.empty(len(values), bool)
+        out[at >= 0] = verdicts[at[at >= 0]]
+        if len(new):
+            fresh = values.take(pa.array(new))
+            out[new] = judged = cleared(f, fresh, self.c.codes)
+            if len(known) + len(new) <= JUDGED_MAX:
+                self.judged[f.name] = (pa.concat_arrays([known, fresh]), np.concatenate([verdicts, judged]))
+        return out
 
     def add(self, cols: Mapping[str, pa.Array], n: int, record: Callable[[int], Any],
             suspect: np.ndarray | None = None, extra: set[str] | frozenset = frozenset()) -> pa.Table:
@@ -316,7 +341,7 @@ class ColumnarCheck:
             if f.required:
                 sus |= ~arr.is_valid().to_numpy(zero_copy_only=False)
             d = encoded.get(f.name)
-            sus |= ~(cleared(f, d.dictionary, c.codes)[d.indices.to_numpy()] if d else cleared(f, arr, c.codes))
+            sus |= ~(self._cleared_values(f, d.dictionary)[d.indices.to_numpy()] if d else cleared(f, arr, c.codes))
 
         records: dict[int, Any] = {}
         found: dict[int, list[tuple[int, Violation]]] = {}
@@ -476,7 +501,8 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: st
             suspect = np.zeros(n, bool)
             for name, arr in zip(names, cells):
                 if name in fields:
-                    d = distinct_encoded(arr)
+                    # a unique field (an id) is distinct by contract: encoding it would be wasted
+                    d = None if fields[name].unique else distinct_encoded(arr)
                     if d is None:
                         cols[name], odd = _from_text(fields[name], arr)
                     else:

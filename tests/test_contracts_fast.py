@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import ingest.columnar
 from ingest.columnar import _record_spans, check_payload
 from ingest.contracts import load_contract
 from ingest.payloads import PayloadError, parse_records
@@ -185,11 +186,28 @@ RIDEHAIL_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("distinct", [False, True], ids=["per row", "per distinct value"])
+# columns whose few values repeat in every chunk (so they are checked as distinct values in each)
+REPEATING = {"pickup_centroid_latitude", "trips_pooled", "shared_trip_authorized", "dropoff_community_area"}
+
+
+@pytest.mark.parametrize("distinct", [False, True, "judged once"],
+                         ids=["per row", "per distinct value", "each value judged once per batch"])
 @pytest.mark.parametrize("seed", range(4))
 def test_ridehail_csv_faults_same_verdicts(seed, distinct, monkeypatch) -> None:
     if distinct:  # columns checked on their distinct values, as big files are
         monkeypatch.setattr("ingest.columnar.DISTINCT_MIN_ROWS", 0)
+    judged: list[tuple[str, object]] = []
+    if distinct == "judged once":  # and across chunks, a value judged in one is not judged again
+        monkeypatch.setattr("ingest.columnar.CHUNK_ROWS", 50)
+        monkeypatch.setattr("ingest.columnar.JUDGED_MIN", 0)
+        cleared = ingest.columnar.cleared
+
+        def spy(f, values, codes):
+            if f.name in REPEATING:
+                judged.extend({(f.name, v) for v in values.to_pylist()})  # once per call
+            return cleared(f, values, codes)
+
+        monkeypatch.setattr("ingest.columnar.cleared", spy)
     rng = random.Random(seed)
     rows = [ridehail_row(i, rng) for i in range(300)]
     for row in rng.sample(rows, 120):
@@ -200,6 +218,10 @@ def test_ridehail_csv_faults_same_verdicts(seed, distinct, monkeypatch) -> None:
     assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
     if seed % 2:
         assert fast.result.warnings
+    if judged:
+        # every chunk of 50 rows has the latitude 41.8, yet each value was judged in one chunk only
+        assert ("pickup_centroid_latitude", 41.8) in judged
+        assert len(judged) == len(set(judged))
 
 
 def test_ridehail_every_fault_alone() -> None:
@@ -297,3 +319,28 @@ def test_record_spans_of_plain_and_ambiguous_layouts() -> None:
     assert _record_spans(b'{"trips": []}', ["trips"], 0)[0].size == 0
     assert _record_spans(b'{"trips": [1], "trips": [2]}', ["trips"], 1) is None  # json.loads keeps the last
     assert _record_spans(b'{"trips": [1, 2]}', ["trips"], 3) is None  # not the count pyarrow read
+
+
+@pytest.mark.parametrize("buckets", [7, 2**63], ids=["colliding hashes", "real hashes"])
+def test_seen_keys_finds_every_repeat_across_chunks(buckets, monkeypatch) -> None:
+    """SeenKeys keeps the keys of earlier chunks as sorted hashes: the repeats it reports are exactly
+    a set's, in row order, even when distinct keys share a hash."""
+    import numpy as np
+    import pyarrow as pa
+
+    real = ingest.columnar._hash64
+    monkeypatch.setattr("ingest.columnar._hash64", lambda keys, columns: real(keys, columns) % np.uint64(buckets))
+    rng = random.Random(5)
+    seen, first, found, expected = ingest.columnar.SeenKeys(["id"]), {}, [], []
+    row = 0
+    for size in (40, 1, 0, 60, 35):
+        chunk = [rng.choice([None, *range(80)]) for _ in range(size)]
+        for i, key in enumerate(chunk):
+            if key is not None:
+                if key in first:
+                    expected.append((i, first[key], key))
+                else:
+                    first[key] = row + i
+        found += seen.add(pa.table({"id": pa.array(chunk, pa.int64())}), np.arange(row, row + size))
+        row += size
+    assert found == expected and len(expected) > 50

@@ -58,7 +58,7 @@ def test_good_batch_lands_typed_and_pseudonymised(wd, scootco):
 def test_pseudonyms_are_hmac_sha256_of_the_id(key):
     """The vectorised keyed hash gives exactly HMAC-SHA256 (hex, 128 bits), so pseudonyms of ids
     already landed stay the same."""
-    ids = ["a-trip", "", "\u00e9\u2603\U0001f600", "x" * 200, None, "a-trip", *(str(uuid.UUID(int=i)) for i in range(300))]
+    ids = ["a-trip", "", "\u00e9\u2603\U0001f600", "x" * 200, None, "a-trip", "\\x41\\n", *(str(uuid.UUID(int=i)) for i in range(300))]
     expected = [None if v is None else hmac.digest(key, v.encode(), "sha256").hex()[:32] for v in ids]
     assert pseudonymise(pa.array(ids), key).to_pylist() == expected
 
