@@ -6,7 +6,8 @@ batch exists only once its manifest does. Files are keyed by window, so landing 
 replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
 A rejected batch never overwrites what an earlier good batch landed for the same window.
 
-Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`), and
+Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`; a big
+batch in a worker process, `ingest.check_worker`), and
 each chunk's accepted rows go on to the landing gate and, pseudonymised, into a staged bronze file
 before the next chunk is read, so no batch is ever whole in memory as rows. The batch's verdict
 still comes from all its rows: the staged file is published only if the whole batch lands.
@@ -29,7 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.columnar import CHUNK_ROWS, CheckStream
+from ingest.check_worker import check_stream
+from ingest.columnar import CHUNK_ROWS
 from ingest.contracts import CheckResult, Contract, Violation
 from ingest.payloads import PayloadError
 from mobility.registry import Feed, Partner
@@ -223,8 +225,8 @@ def land_batch(
                            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
                            quarantine_dir=quarantine, background=True)
 
-    stream = CheckStream(contract, raw, window=(window.start, window.end),
-                         track=("provider_id",) if identity else ())
+    stream = check_stream(contract, raw, raw_path, window=(window.start, window.end),
+                          track=("provider_id",) if identity else ())
     with StagedParquet(lake.bronze(window), schema) as bronze, ExitStack() as stack:
         gate, key = new_gate(), None
         stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation

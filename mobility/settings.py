@@ -20,6 +20,7 @@ DUCKDB_MEMORY_LIMIT_ENV = "MOBILITY_DUCKDB_MEMORY_LIMIT"
 # DuckDB spills to disk beyond this instead of growing with the day's volume (its own default is
 # 80% of the machine); the pipeline's peak memory target is 4 GB on a 24 GB machine
 DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+CHECK_WORKERS_ENV = "MOBILITY_CHECK_WORKERS"
 
 
 def reference_schemas_dir() -> Path:
@@ -38,6 +39,12 @@ def duckdb_memory_limit() -> str:
     """The memory cap of every heavy DuckDB connection of the pipeline (dbt build, publication):
     $MOBILITY_DUCKDB_MEMORY_LIMIT (DuckDB's syntax, e.g. ``6GB``), else 3 GB."""
     return os.environ.get(DUCKDB_MEMORY_LIMIT_ENV) or DEFAULT_DUCKDB_MEMORY_LIMIT
+
+
+def check_workers_enabled() -> bool:
+    """Whether big CSV batches are checked in worker processes (`ingest.check_worker`):
+    yes unless $MOBILITY_CHECK_WORKERS is 0 (a host where the landing may not start processes)."""
+    return os.environ.get(CHECK_WORKERS_ENV, "1") != "0"
 
 
 @dataclass(frozen=True)

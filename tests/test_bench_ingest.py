@@ -28,6 +28,9 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
         assert r["cpu_s"] > 0 and r["rows_per_cpu_s"] > 0
     assert cases["csv_validate"]["path_or_outcome"] == ["columnar"] == cases["mds_validate"]["path_or_outcome"]
     assert cases["mds_validate"]["batches"] == 2 and cases["csv_validate"]["batches"] == 1
+    # the warm-up started a check worker for CSV (JSON is never checked in one)
+    assert cases["csv_land"]["worker_peak_rss_mb"] > 0 and cases["csv_land"]["worker_cpu_s"] >= 0
+    assert cases["mds_land"]["worker_cpu_s"] is None
     for case in ("csv_land", "mds_land"):
         assert cases[case]["gate_s"] > 0 and cases[case]["path_or_outcome"] == ["partial"]
         assert cases[case]["rows_accepted"] == cases[case.replace("land", "validate")]["rows_accepted"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.contracts import ContractNotFound, load_contract
+from ingest.contracts import CheckResult, ContractNotFound, load_contract
 from ingest.landing import Lake, Window, land_batch, pseudonymise
 from mobility.registry import load_registry
 from mobility.settings import Workdir
@@ -158,7 +158,7 @@ def _ridehail(tmp_path, monkeypatch, csv: bytes, *, chunk_rows: int, gate_rows: 
     monkeypatch.setattr(ingest.columnar, "CHUNK_ROWS", chunk_rows)
     monkeypatch.setattr(landing_gate, "GATE_ROWS", gate_rows)
     wd = Workdir.resolve(tmp_path / f"chunks-{chunk_rows}")
-    wd.city.mkdir(parents=True)
+    wd.city.mkdir(parents=True, exist_ok=True)
     wd.city_meta.write_text(json.dumps({"name": "Bench", "bbox": bench.BBOX}))
     contract = load_contract("ridehail_trips@1.0.0").with_codes({"neighborhood_id": bench.NEIGHBORHOODS})
     partner = next(p for p in load_registry().partners if any(f.contract == contract.ref for f in p.feeds))
@@ -273,3 +273,121 @@ def test_a_batch_the_row_check_takes_over_midway_lands_once(wd, scootco, monkeyp
     assert (m["outcome"], m["rows_accepted"], m["rows_rejected"]) == ("partial", 11, 1)
     bronze = pq.read_table(Lake(wd, "scootco", "mds_trips").bronze(HOUR))
     assert bronze.num_rows == 11 and len(set(bronze.column("trip_id").to_pylist())) == 11
+
+
+# ---------------------------------------------------------------------------- big CSV batches, checked in a worker
+
+@pytest.fixture
+def in_worker(monkeypatch):
+    """Every CSV batch is checked in a check worker process, however small; returns the streams used."""
+    from ingest import check_worker
+
+    monkeypatch.setattr(check_worker, "WORKER_MIN_BYTES", 0)
+    used = []
+    init = check_worker.WorkerCheckStream.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        used.append(self)
+
+    monkeypatch.setattr(check_worker.WorkerCheckStream, "__init__", recording)
+    return used
+
+
+@pytest.mark.parametrize("kind", ["faults", "unreadable"])
+def test_a_csv_batch_checked_in_a_worker_lands_as_in_process(tmp_path, monkeypatch, in_worker, kind):
+    """Checked by a worker process, a file with faults and a repeated trip id (or one refused whole)
+    lands exactly as when this process checks it: manifest, bronze rows, pseudonyms, quarantine."""
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    lines = bench.ridehail_csv(300, 0.05).decode().splitlines(keepends=True)
+    lines[250] = lines[3].split(",", 1)[0] + "," + lines[250].split(",", 1)[1]  # row 249 repeats row 2's id
+    if kind == "unreadable":
+        lines[0] = lines[0].replace("trip_id", "trip")
+    csv = "".join(lines).encode()
+    monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "0")
+    here = _ridehail(tmp_path / "here", monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert not in_worker
+    monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "1")
+    worker = _ridehail(tmp_path / "worker", monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert len(in_worker) == 1  # the worker checked it
+    assert worker[0]["outcome"] == ("partial" if kind == "faults" else "rejected"), worker[0]
+    _same_landing(here, worker)
+
+
+def test_a_check_worker_that_dies_mid_batch_stores_nothing_and_the_rerun_lands_once(tmp_path, monkeypatch, in_worker):
+    """The worker is killed while it checks a batch: landing fails with a clear error, no manifest
+    or bronze is written, and landing the batch again (in a new worker) stores it exactly once."""
+    import signal
+
+    from ingest import check_worker
+
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    csv = bench.ridehail_csv(200, 0.0)
+    receive = check_worker._receive
+
+    def killed(worker):
+        worker.process.send_signal(signal.SIGKILL)
+        worker.process.wait()
+        return receive(worker)
+
+    monkeypatch.setattr(check_worker, "_receive", killed)
+    with pytest.raises(check_worker.WorkerDied, match="exited mid-batch"):
+        _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    wd = Workdir.resolve(tmp_path / f"chunks-{1 << 17}")
+    assert not list(wd.manifests.rglob("*.json")) and not [p for p in wd.bronze.rglob("*") if p.is_file()]
+    monkeypatch.setattr(check_worker, "_receive", receive)
+    m, wd = _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert m["outcome"] == "accepted" and m["rows_accepted"] == 200 and len(in_worker) == 2
+    (bronze,) = wd.bronze.rglob("*.parquet")
+    assert pq.read_table(bronze).num_rows == 200 and len(list(wd.manifests.rglob("*.json"))) == 1
+
+
+def test_the_worker_protocol_passes_chunks_restarts_and_refusals(monkeypatch):
+    """Against `serve` on a thread: accepted chunks arrive in order, a restart arrives as None
+    (the row check takes over), and a payload the worker refuses is a PayloadError here too."""
+    import threading
+    from multiprocessing import Pipe
+
+    import pyarrow as pa
+
+    from ingest import check_worker
+    from ingest.payloads import PayloadError
+
+    class Stream:  # stands in for CheckStream inside the worker
+        def __init__(self, contract, raw, **kwargs):
+            self.raw = raw
+
+        def __iter__(self):
+            if self.raw == b"refused":
+                raise PayloadError("row 3: not CSV")
+            yield pa.table({"n": [1, 2]})
+            yield None
+            yield pa.table({"n": [1, 2, 3]})
+            checked = CheckResult("c", "1", rows_received=4, accepted=pa.table({"n": [1, 2, 3]}), rejected_rows=[3],
+                                  violations=[])
+            self.result = check_worker.PayloadCheck(checked, rejected_records={3: {"n": "x"}}, path="rows")
+
+    class Worker:
+        def __init__(self):
+            self.conn, theirs = Pipe()
+            self.thread = threading.Thread(target=check_worker.serve, args=(theirs,), daemon=True)
+            self.thread.start()
+            self.process = type("P", (), {"pid": 0, "poll": lambda self: None})()
+
+        def close(self):
+            self.conn.close()
+
+    monkeypatch.setattr(check_worker, "CheckStream", Stream)
+    monkeypatch.setattr(check_worker, "_IDLE", [])
+    monkeypatch.setattr(check_worker, "_Worker", Worker)
+    monkeypatch.setattr(check_worker.Path, "read_bytes", lambda self: self.name.encode())
+    contract = load_contract("ridehail_trips@1.0.0")
+    stream = check_worker.WorkerCheckStream(contract, Path("fine"))
+    got = [None if t is None else t.column("n").to_pylist() for t in stream]
+    assert got == [[1, 2], None, [1, 2, 3]] and stream.result.path == "rows"
+    # the row check's accepted rows went out as the last chunk: the result counts them, holds none
+    assert stream.result.result.rows_accepted == 3 and stream.result.result.accepted.num_rows == 0
+    assert stream.result.rejected_records == {3: {"n": "x"}}
+    with pytest.raises(PayloadError, match="row 3: not CSV"):
+        list(check_worker.WorkerCheckStream(contract, Path("refused")))
+    assert len(check_worker._IDLE) == 1  # the same worker served both, and is idle again
