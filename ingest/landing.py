@@ -30,8 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.check_worker import check_stream
-from ingest.columnar import CHUNK_ROWS
+from ingest.check_worker import WorkerCheckStream, check_stream
+from ingest.columnar import CHUNK_ROWS, CheckStream
 from ingest.contracts import CheckResult, Contract, Violation
 from ingest.payloads import PayloadError
 from mobility.registry import Feed, Partner
@@ -183,6 +183,16 @@ def land_batch(
     ext: str = "json",
 ) -> dict:
     """Land one batch of a partner feed and return its manifest record."""
+    # Identity comes from the credentials (the partner we asked), never from the payload.
+    identity = bool(partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields))
+    # the check starts first: a big CSV batch's worker parses it while this process archives it
+    with check_stream(contract, raw, window=(window.start, window.end),
+                      track=("provider_id",) if identity else ()) as stream:
+        return _land(workdir, partner, feed, contract, window, raw, source, ext, stream, identity)
+
+
+def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window, raw: bytes,
+          source: str, ext: str, stream: CheckStream | WorkerCheckStream, identity: bool) -> dict:
     started = datetime.now(timezone.utc)
     sha = hashlib.sha256(raw).hexdigest()
     lake = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part)
@@ -211,8 +221,6 @@ def land_batch(
         "started_at": _iso(started),
     }
 
-    # Identity comes from the credentials (the partner we asked), never from the payload.
-    identity = bool(partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields))
     # checked, gated and written chunk by chunk, so a big batch is never whole in memory; the gate
     # records its verdict and bronze is published only once the whole batch is decided
     from mobility.gates.landing_gate import LandingGate, rejection_error
@@ -225,8 +233,6 @@ def land_batch(
                            feed=feed.feed, batch=lake.manifest(window, sha).stem, batch_id=manifest["batch_id"],
                            quarantine_dir=quarantine, background=True)
 
-    stream = check_stream(contract, raw, raw_path, window=(window.start, window.end),
-                          track=("provider_id",) if identity else ())
     with StagedParquet(lake.bronze(window), schema) as bronze, ExitStack() as stack:
         gate, key = new_gate(), None
         stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation

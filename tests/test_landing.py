@@ -380,14 +380,34 @@ def test_the_worker_protocol_passes_chunks_restarts_and_refusals(monkeypatch):
     monkeypatch.setattr(check_worker, "CheckStream", Stream)
     monkeypatch.setattr(check_worker, "_IDLE", [])
     monkeypatch.setattr(check_worker, "_Worker", Worker)
-    monkeypatch.setattr(check_worker.Path, "read_bytes", lambda self: self.name.encode())
     contract = load_contract("ridehail_trips@1.0.0")
-    stream = check_worker.WorkerCheckStream(contract, Path("fine"))
+    stream = check_worker.WorkerCheckStream(contract, b"fine")
     got = [None if t is None else t.column("n").to_pylist() for t in stream]
     assert got == [[1, 2], None, [1, 2, 3]] and stream.result.path == "rows"
     # the row check's accepted rows went out as the last chunk: the result counts them, holds none
     assert stream.result.result.rows_accepted == 3 and stream.result.result.accepted.num_rows == 0
     assert stream.result.rejected_records == {3: {"n": "x"}}
     with pytest.raises(PayloadError, match="row 3: not CSV"):
-        list(check_worker.WorkerCheckStream(contract, Path("refused")))
+        list(check_worker.WorkerCheckStream(contract, b"refused"))
     assert len(check_worker._IDLE) == 1  # the same worker served both, and is idle again
+
+
+def test_a_batch_whose_archive_fails_gives_up_its_worker(tmp_path, monkeypatch, in_worker):
+    """The worker gets the bytes before the raw archive is written; if that write fails, the
+    worker (mid-batch, unread) is stopped, not kept, and the next landing gets a clean one."""
+    import ingest.landing
+
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    csv = bench.ridehail_csv(100, 0.0)
+    write = ingest.landing.atomic_write
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ingest.landing, "atomic_write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert in_worker[0].worker is None  # stopped, not handed back busy
+    monkeypatch.setattr(ingest.landing, "atomic_write", write)
+    m, _ = _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert (m["outcome"], m["rows_accepted"], len(in_worker)) == ("accepted", 100, 2)
