@@ -7,6 +7,7 @@ check's own Python do not. A batch of `WORKER_MIN_BYTES` or more is therefore ch
 process: it gets the batch's bytes first (and parses them while `land_batch` archives them), then
 sends back each chunk of accepted rows as Arrow IPC and at last the check's result, while
 `land_batch` handles the chunks already received.
+
 Only CSV goes there: a JSON payload is one document, parsed whole before its first chunk can go
 out, so a worker would only add its round trips (1M MDS trips in 10 pages landed 6% slower).
 
@@ -37,7 +38,7 @@ from ingest.payloads import PayloadError
 from mobility.settings import check_workers_enabled
 
 # below this a batch is checked in the landing process: a worker's round trips would cost more
-# than the overlap gains (a worker's first start costs about 0.6 s of imports)
+# than the overlap gains (a worker's first start costs about 0.3 s of imports)
 WORKER_MIN_BYTES = 32 << 20
 
 
@@ -55,12 +56,16 @@ class _Worker:
         theirs.close()
         self.conn = Connection(ours.detach())
 
-    def close(self) -> None:
-        self.conn.close()  # the worker reads end-of-file and exits
+    def close(self, *, busy: bool = False) -> None:
+        """Stop the worker: an idle one reads end-of-file and exits, a busy one is killed."""
+        self.conn.close()
+        if busy:
+            self.process.kill()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
 
 _IDLE: list[_Worker] = []
@@ -131,7 +136,7 @@ class WorkerCheckStream:
     def close(self) -> None:
         """Stop a worker left mid-batch (it died, or the caller stopped reading): not reusable."""
         if self.worker is not None:
-            self.worker.close()
+            self.worker.close(busy=True)
             self.worker = None
 
 

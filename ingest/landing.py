@@ -7,9 +7,9 @@ replaces its bronze file instead of adding to it, and a killed run is repaired b
 A rejected batch never overwrites what an earlier good batch landed for the same window.
 
 Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`; a big
-batch in a worker process, `ingest.check_worker`), and
-each chunk's accepted rows go on to the landing gate and, pseudonymised, into a staged bronze file
-before the next chunk is read, so no batch is ever whole in memory as rows. The batch's verdict
+CSV batch in a worker process, `ingest.check_worker`), and each chunk's accepted rows go on to
+the landing gate and, pseudonymised, into a staged bronze file before the next chunk is read, so
+no batch is ever whole in memory as rows. The batch's verdict
 still comes from all its rows: the staged file is published only if the whole batch lands.
 """
 
