@@ -14,6 +14,8 @@ does not count against another:
 - land: `ingest.landing.land_batch` (raw archive, check, landing gate, pseudonymised bronze,
   quarantine report, manifest); the time land_batch spends in the landing gate's `add` and
   `finish` is timed too (the gate validates on its own thread: that is the time spent waiting for it)
+- mds_land_parallel: mds_land with the pages shared among one landing process per CPU, started
+  together (as Airflow task slots land hours side by side); CPU and peak RSS summed over them
 - with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
 
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
@@ -50,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)
 BBOX = [-87.94, 41.64, -87.52, 42.02]  # [minlon, minlat, maxlon, maxlat]
 NEIGHBORHOODS = range(1, 78)
-CASES = ("csv_validate", "csv_land", "mds_validate", "mds_land")
+CASES = ("csv_validate", "csv_land", "mds_validate", "mds_land", "mds_land_parallel")
+PARALLEL_CASE = "mds_land_parallel"  # mds_land in one process per CPU, side by side
 REFERENCE_CASES = ("csv_validate_rows", "mds_validate_rows")
 
 
@@ -171,7 +174,7 @@ def _workers() -> dict[int, tuple[float, float]]:
     return out
 
 
-def run_case(case: str, data: Path, workdir: Path) -> dict:
+def run_case(case: str, data: Path, workdir: Path, share: tuple[int, int] = (0, 1), go: Path | None = None) -> dict:
     from ingest.columnar import check_payload
     from ingest.contracts import load_contract
     from ingest.landing import Window, land_batch
@@ -191,6 +194,7 @@ def run_case(case: str, data: Path, workdir: Path) -> dict:
         partner = load_registry().partner("scootco")
         feed = partner.feed("mds_trips")
         batches = [(Window.hour(datetime.fromisoformat(p["hour"])), data / p["path"]) for p in meta["mds_pages"]]
+    batches = batches[share[0]::share[1]]  # this process's share of the pages (parallel landing)
     gate_s = 0.0
     wd = Workdir.resolve(workdir)
     if case.endswith("_land"):
@@ -236,11 +240,15 @@ def run_case(case: str, data: Path, workdir: Path) -> dict:
         check_worker.WORKER_MIN_BYTES = size
     gate_s = 0.0
 
+    if go is not None:  # parallel landing: ready once warm, then start with the other processes
+        go.with_name(f"{go.name}.ready.{share[0]}").touch()
+        while not go.exists():
+            time.sleep(0.005)
     rss_before = _rss_mb()
     received = accepted = rejected = 0
     seen: set[str] = set()
     workers_before = _workers() if case.endswith("_land") else {}
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, started_at = time.perf_counter(), time.process_time(), time.time()
     for window, path in batches:
         raw = path.read_bytes()  # one batch in memory at a time, as a worker receives it
         n, ok, bad, how = one(wd, window, raw)
@@ -253,7 +261,7 @@ def run_case(case: str, data: Path, workdir: Path) -> dict:
     cpu += worker_cpu
     return {
         "case": case, "rows": received, "rows_accepted": accepted, "rows_rejected": rejected,
-        "batches": len(batches), "wall_s": round(wall, 3), "rows_per_s": round(received / wall) if wall else None,
+        "batches": len(batches), "started_at": started_at, "wall_s": round(wall, 3), "rows_per_s": round(received / wall) if wall else None,
         # CPU seconds of the whole process (all threads): steadier than wall time on a shared machine
         "cpu_s": round(cpu, 3), "rows_per_cpu_s": round(received / cpu) if cpu else None,
         "gate_s": round(gate_s, 3) if case.endswith("_land") else None,
@@ -269,6 +277,41 @@ def run_case(case: str, data: Path, workdir: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------- parent
+
+def _parallel(data: Path, workdir: Path, processes: int) -> dict:
+    """mds_land with the pages shared among `processes` landing processes started together, as
+    that many Airflow task slots land hours side by side: wall time from the first start to the
+    last end; CPU seconds and peak RSS summed over the processes (their peaks may not coincide)."""
+    workdir.mkdir(parents=True)
+    go = workdir / "go"
+    procs = [subprocess.Popen([sys.executable, __file__, "--case", "mds_land", "--data", str(data),
+                               "--workdir", str(workdir / f"p{k}"), "--share", f"{k}/{processes}", "--go", str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ.copy())
+             for k in range(processes)]
+    while not all((workdir / f"go.ready.{k}").exists() for k in range(processes)):
+        if any(p.poll() for p in procs):
+            break
+        time.sleep(0.01)
+    go.touch()
+    outs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode:
+            raise SystemExit(f"case {PARALLEL_CASE} failed:\n{err[-4000:]}")
+    parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    start = min(r["started_at"] for r in parts)
+    wall = max(r["started_at"] + r["wall_s"] for r in parts) - start
+    total = lambda key: sum(r[key] for r in parts)  # noqa: E731
+    rows, cpu = total("rows"), total("cpu_s")
+    return {
+        "case": PARALLEL_CASE, "processes": processes, "rows": rows, "rows_accepted": total("rows_accepted"),
+        "rows_rejected": total("rows_rejected"), "batches": total("batches"), "started_at": start,
+        "wall_s": round(wall, 3), "rows_per_s": round(rows / wall), "cpu_s": round(cpu, 3),
+        "rows_per_cpu_s": round(rows / cpu), "gate_s": round(total("gate_s"), 3),
+        "peak_rss_mb": round(total("peak_rss_mb"), 1), "peak_rss_mb_each": [r["peak_rss_mb"] for r in parts],
+        "rss_before_mb": round(total("rss_before_mb"), 1), "worker_cpu_s": None, "worker_peak_rss_mb": None,
+        "path_or_outcome": sorted({o for r in parts for o in r["path_or_outcome"]}),
+    }
+
 
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
@@ -286,11 +329,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--share", help=argparse.SUPPRESS)
+    parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("MOBILITY_PSEUDONYM_KEY", "benchmark-key")
 
     if args.case:  # a child: one case, figures as JSON on stdout
-        print(json.dumps(run_case(args.case, args.data, args.workdir)))
+        share = tuple(int(x) for x in args.share.split("/")) if args.share else (0, 1)
+        print(json.dumps(run_case(args.case, args.data, args.workdir, share, args.go)))
         return {}
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="ingest-bench-"))
@@ -306,13 +352,16 @@ def main(argv: list[str] | None = None) -> dict:
     for case in cases:
         workdir = scratch / f"wd-{case}"
         shutil.rmtree(workdir, ignore_errors=True)
-        proc = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--data", str(scratch / "data"), "--workdir", str(workdir)],
-            capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(),
-        )
-        if proc.returncode:
-            raise SystemExit(f"case {case} failed:\n{proc.stderr[-4000:]}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if case == PARALLEL_CASE:
+            results.append(_parallel(scratch / "data", workdir, os.cpu_count() or 1))
+        else:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--case", case, "--data", str(scratch / "data"), "--workdir", str(workdir)],
+                capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(),
+            )
+            if proc.returncode:
+                raise SystemExit(f"case {case} failed:\n{proc.stderr[-4000:]}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{case}: {r['rows_per_s']:,} rows/s ({r['rows_per_cpu_s']:,} per CPU s), peak {r['peak_rss_mb']:,.0f} MB", flush=True)
     report = {
@@ -338,7 +387,8 @@ def table(report: dict) -> str:
         gate = f"{r['gate_s']:.2f}" if r["gate_s"] is not None else ""
         worker = (f"{r['worker_cpu_s']:.2f} | {r['worker_peak_rss_mb']:,.0f}" if r.get("worker_cpu_s") is not None
                   else " | ")
-        lines.append(f"| {r['case']} | {r['rows']:,} | {r['rows_accepted']:,} | {r['rows_rejected']:,} | {r['wall_s']:.2f} "
+        name = f"{r['case']} ({r['processes']} processes, memory summed)" if r.get("processes") else r["case"]
+        lines.append(f"| {name} | {r['rows']:,} | {r['rows_accepted']:,} | {r['rows_rejected']:,} | {r['wall_s']:.2f} "
                      f"| {r['rows_per_s']:,} | {r['cpu_s']:.2f} | {r['rows_per_cpu_s']:,} | {gate} | {r['peak_rss_mb']:,.0f} | {r['rss_before_mb']:,.0f} "
                      f"| {worker} | {', '.join(r['path_or_outcome'])} |")
     m = report["machine"]

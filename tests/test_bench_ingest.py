@@ -31,12 +31,18 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
     # the warm-up started a check worker for CSV (JSON is never checked in one)
     assert cases["csv_land"]["worker_peak_rss_mb"] > 0 and cases["csv_land"]["worker_cpu_s"] >= 0
     assert cases["mds_land"]["worker_cpu_s"] is None
-    for case in ("csv_land", "mds_land"):
+    # the pages shared among processes landed side by side: all of them, once
+    parallel = cases["mds_land_parallel"]
+    assert parallel["processes"] >= 1 and len(parallel["peak_rss_mb_each"]) == parallel["processes"]
+    assert parallel["batches"] == 2 and parallel["rows_accepted"] == cases["mds_land"]["rows_accepted"]
+    for case in ("csv_land", "mds_land", "mds_land_parallel"):
         assert cases[case]["gate_s"] > 0 and cases[case]["path_or_outcome"] == ["partial"]
-        assert cases[case]["rows_accepted"] == cases[case.replace("land", "validate")]["rows_accepted"]
+        assert cases[case]["rows_accepted"] == cases[case.split("_")[0] + "_validate"]["rows_accepted"]
     # the landed bronze holds exactly the accepted rows
     import pyarrow.parquet as pq
 
     bronze = tmp_path / "scratch" / "wd-mds_land" / "lake" / "bronze" / "mds_trips"
     assert pq.read_table(bronze).num_rows == cases["mds_land"]["rows_accepted"]
+    shares = (tmp_path / "scratch" / "wd-mds_land_parallel").glob("p*/lake/bronze/mds_trips")
+    assert sum(pq.read_table(b).num_rows for b in shares) == parallel["rows_accepted"]
     assert "| csv_validate |" in bench.table(report)
