@@ -163,14 +163,13 @@ def _rss_mb(key: str = "VmRSS", pid: int | str = "self") -> float:
 
 def _workers() -> dict[int, tuple[float, float]]:
     """The check workers this process keeps: pid -> (CPU seconds so far, peak RSS MB)."""
-    import psutil
-
     from ingest.check_worker import worker_pids
 
     out = {}
     for pid in worker_pids():
-        times = psutil.Process(pid).cpu_times()
-        out[pid] = (times.user + times.system, _rss_mb("VmHWM", pid))
+        # /proc/<pid>/stat: utime and stime (fields 14 and 15) in clock ticks, after the command's ")"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[pid] = ((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), _rss_mb("VmHWM", pid))
     return out
 
 
