@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -197,8 +198,13 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
     sha = hashlib.sha256(raw).hexdigest()
     lake = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part)
     raw_path = lake.raw(window, sha, ext)
+    # the raw archive is written on a thread beside the check (a file write lets go of the GIL) and
+    # waited for before anything else of the batch is written: the raw bytes still come first
+    archiving = None
     if not raw_path.exists():
-        atomic_write(raw_path, raw)
+        archiving = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-archive")
+        archived = archiving.submit(atomic_write, raw_path, raw)
+        archiving.shutdown(wait=False)
 
     manifest: dict[str, Any] = {
         "batch_id": ":".join(filter(None, (partner.id, feed.feed, window.label, contract.part, sha[:12]))),
@@ -237,16 +243,20 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
         gate, key = new_gate(), None
         stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation
         try:
-            for table in stream:
-                if table is None:  # the row check starts over: what was gated and staged is void
-                    gate.close()
-                    gate = new_gate()
-                    bronze.restart()
-                elif table.num_rows:
-                    gate.add(table)
-                    key = key or pseudonym_key()
-                    for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
-                        bronze.write(part)
+            try:
+                for table in stream:
+                    if table is None:  # the row check starts over: what was gated and staged is void
+                        gate.close()
+                        gate = new_gate()
+                        bronze.restart()
+                    elif table.num_rows:
+                        gate.add(table)
+                        key = key or pseudonym_key()
+                        for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
+                            bronze.write(part)
+            finally:
+                if archiving is not None:
+                    archived.result()  # a failed archive write fails the batch here
         except PayloadError as exc:
             return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
         checked = stream.result

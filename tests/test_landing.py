@@ -411,3 +411,39 @@ def test_a_batch_whose_archive_fails_gives_up_its_worker(tmp_path, monkeypatch, 
     monkeypatch.setattr(ingest.landing, "atomic_write", write)
     m, _ = _ridehail(tmp_path, monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
     assert (m["outcome"], m["rows_accepted"], len(in_worker)) == ("accepted", 100, 2)
+
+
+def test_the_raw_archive_is_written_beside_the_check_and_before_anything_else(wd, scootco, monkeypatch):
+    """The raw bytes are archived on a thread of their own while the batch is checked, and that
+    write ends before the bronze file, the quarantine report or the manifest is written."""
+    import threading
+    import time
+
+    import ingest.landing
+
+    events = []
+    write, publish = ingest.landing.atomic_write, ingest.landing.StagedParquet.publish
+
+    def recording_write(path, data):
+        raw = "raw" in path.relative_to(wd.root).parts[:2]
+        events.append(("start", path.name, raw, threading.current_thread().name))
+        if raw:
+            time.sleep(0.3)  # a slow disk: the check goes on meanwhile
+        write(path, data)
+        events.append(("end", path.name, raw, threading.current_thread().name))
+
+    def recording_publish(self):
+        events.append(("start", self.path.name, False, threading.current_thread().name))
+        publish(self)
+
+    monkeypatch.setattr(ingest.landing, "atomic_write", recording_write)
+    monkeypatch.setattr(ingest.landing.StagedParquet, "publish", recording_publish)
+    pid = scootco[0].mds_provider_id
+    records = [trip(pid, i) for i in range(20)]
+    records[3]["duration"] = -1  # a rejected row: a quarantine report too
+    m = land(wd, scootco, records)
+    assert m["outcome"] == "partial"
+    raw_end = next(i for i, e in enumerate(events) if e[0] == "end" and e[2])
+    assert events[raw_end][3].startswith("raw-archive")  # not the landing thread
+    others = [i for i, e in enumerate(events) if e[0] == "start" and not e[2]]
+    assert len(others) >= 3 and min(others) > raw_end  # quarantine, bronze, manifest: all after
