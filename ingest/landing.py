@@ -1,7 +1,8 @@
 """Landing: raw archive -> contract check -> typed bronze Parquet or quarantine -> manifest.
 
-Order matters for safety. The raw bytes are archived first (content-addressed, never rewritten),
-then bronze and quarantine files are written atomically, and the manifest is written last: a
+Order matters for safety. The raw bytes are archived first (content-addressed, never rewritten;
+the write runs beside the check and ends before anything else of the batch is written), then
+bronze and quarantine files are written atomically, and the manifest is written last: a
 batch exists only once its manifest does. Files are keyed by window, so landing a window again
 replaces its bronze file instead of adding to it, and a killed run is repaired by re-running it.
 A rejected batch never overwrites what an earlier good batch landed for the same window.
@@ -9,8 +10,8 @@ A rejected batch never overwrites what an earlier good batch landed for the same
 Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`; a big
 CSV batch in a worker process, `ingest.check_worker`), and each chunk's accepted rows go on to
 the landing gate and, pseudonymised, into a staged bronze file before the next chunk is read, so
-no batch is ever whole in memory as rows. The batch's verdict
-still comes from all its rows: the staged file is published only if the whole batch lands.
+no batch is ever whole in memory as rows. The batch's verdict still comes from all its rows:
+the staged file is published only if the whole batch lands.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -198,13 +199,8 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
     sha = hashlib.sha256(raw).hexdigest()
     lake = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part)
     raw_path = lake.raw(window, sha, ext)
-    # the raw archive is written on a thread beside the check (a file write lets go of the GIL) and
-    # waited for before anything else of the batch is written: the raw bytes still come first
-    archiving = None
-    if not raw_path.exists():
-        archiving = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-archive")
-        archived = archiving.submit(atomic_write, raw_path, raw)
-        archiving.shutdown(wait=False)
+    # written on a thread beside the check (a file write lets go of the GIL), waited for below
+    archived = None if raw_path.exists() else _beside(atomic_write, raw_path, raw, name="raw-archive")
 
     manifest: dict[str, Any] = {
         "batch_id": ":".join(filter(None, (partner.id, feed.feed, window.label, contract.part, sha[:12]))),
@@ -254,8 +250,8 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
                         key = key or pseudonym_key()
                         for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
                             bronze.write(part)
-            finally:
-                if archiving is not None:
+            finally:  # the raw bytes are stored before anything else of the batch
+                if archived is not None:
                     archived.result()  # a failed archive write fails the batch here
         except PayloadError as exc:
             return _reject_batch(lake, window, sha, manifest, f"{raw_path.name}: unreadable payload: {exc}", "parse")
@@ -301,6 +297,15 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
         if manifest["outcome"] in ("accepted", "partial", "empty"):
             bronze.publish()
     return _finish(lake, window, sha, manifest)
+
+
+def _beside(fn: Callable[..., Any], *args: Any, name: str) -> Future:
+    """`fn(*args)` started on a thread of its own; the future gives its result or raises its error."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # its thread ends with the task; the caller waits on the future
 
 
 def _bronze_schema(contract: Contract) -> pa.Schema:
