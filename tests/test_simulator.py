@@ -469,3 +469,43 @@ def test_generated_hours_kept_are_bounded(workdir: Workdir) -> None:
     for i in range(3 * TRIP_HOURS_CACHED):
         list(w.trip_records_json("scootco", DAY_START + timedelta(hours=i)))
     assert 0 < w._trips_cached.cache_info().currsize <= TRIP_HOURS_CACHED
+
+
+# Run in a child interpreter: without the guard the failure is a heap corruption that aborts the
+# process, which would take the whole test session down with it.
+_THREADED_SAMPLING = """
+import sys, threading
+import numpy as np
+from mobility.simulator.city import load_city
+
+for it in range(int(sys.argv[2])):
+    city = load_city(sys.argv[1])  # fresh prepared polygons: their indexes are built on first use
+    start = threading.Barrier(8)
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        start.wait()
+        for _ in range(3):
+            lon, lat = city.sample_points(rng.integers(0, city.n, 2000), rng)
+            assert (city.locate(lon, lat) >= 0).mean() > 0.99
+    threads = [threading.Thread(target=draw, args=(it * 8 + i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+print("sampled", it + 1)
+"""
+
+
+def test_city_sampling_is_safe_from_many_threads(tmp_path: Path, shared_data: Path) -> None:
+    """The server builds pages on a thread pool, so several threads sample the same prepared
+    polygons at once. Chicago's real boundaries made that abort the Chicago build now and then;
+    unguarded, this loop aborted within its first 10 rounds in each of 8 runs."""
+    import subprocess
+    import sys
+
+    from mobility.city.load import load_chicago
+
+    wd = Workdir.resolve(tmp_path)
+    load_chicago(wd, shared_data)
+    run = subprocess.run([sys.executable, "-c", _THREADED_SAMPLING, str(wd.city), "12"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-3000:]}"
+    assert run.stdout.split() == ["sampled", "12"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class City:
         self.km_per_deg_lon = 111.320 * math.cos(math.radians(self.lat0))
         shapely.prepare(self.geoms)
         self._tree = shapely.STRtree(self.geoms)
+        # GEOS builds a prepared polygon's point index on its first query, unguarded: two threads
+        # doing that at once corrupt the heap (SIGABRT), and the server builds pages on a thread pool
+        self._geos = threading.Lock()
         reps = shapely.point_on_surface(self.geoms)
         self.center_lon = shapely.get_x(reps)
         self.center_lat = shapely.get_y(reps)
@@ -113,7 +117,8 @@ class City:
             pa_, pb_, pc_ = self._tri_a[idx], self._tri_b[idx], self._tri_c[idx]
             pts = pa_ + r1[:, None] * (pb_ - pa_) + r2[:, None] * (pc_ - pa_)
             x, y = np.round(pts[:, 0], 6), np.round(pts[:, 1], 6)
-            ok = shapely.contains_xy(self.geoms[k], x, y)
+            with self._geos:
+                ok = shapely.contains_xy(self.geoms[k], x, y)
             lon[todo[ok]], lat[todo[ok]] = x[ok], y[ok]
             todo = todo[~ok]
         if len(todo):  # pathological slivers: fall back to a point known to be inside
@@ -124,7 +129,8 @@ class City:
         """Index of the neighborhood containing each point, -1 outside the city (or on a border)."""
         out = np.full(len(lon), -1, dtype=np.int64)
         if len(lon):
-            hit_pt, hit_nb = self._tree.query(shapely.points(lon, lat), predicate="within")
+            with self._geos:
+                hit_pt, hit_nb = self._tree.query(shapely.points(lon, lat), predicate="within")
             # reversed assignment keeps the first match if polygons ever overlap
             out[hit_pt[::-1]] = hit_nb[::-1]
         return out
