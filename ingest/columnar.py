@@ -26,8 +26,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -584,16 +586,16 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     if not pa.types.is_struct(records.type):
         raise Unsupported("records are not objects")
     extra = frozenset(records.type.field(j).name for j in range(records.type.num_fields)) - contract.top_level
-    spans: list[tuple[np.ndarray, np.ndarray] | None] = []
+    found: list[list[msgspec.Raw] | None] = []
     parsed: list[Any] = []
 
     def python_record(i: int) -> Any:
         """Record i exactly as json.loads gives it; only rows the row check needs are parsed."""
-        if not spans:
-            spans.append(_record_spans(raw, parts, len(records)))
-        if spans[0] is not None:
-            return json.loads(raw[spans[0][0][i]:spans[0][1][i]])
-        if not parsed:  # a layout the scan is unsure of: the whole document, once
+        if not found:
+            found.append(_raw_records(raw, parts, len(records)))
+        if found[0] is not None:
+            return json.loads(bytes(found[0][i]))
+        if not parsed:  # a document msgspec reads otherwise than pyarrow: the whole of it, once
             from ingest.payloads import _json_records
 
             parsed.extend(_json_records(contract, raw))
@@ -609,68 +611,29 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
                         extra if n and chunk.null_count < n else frozenset())
 
 
-_STRUCTURAL = np.zeros(256, bool)
-_STRUCTURAL[list(b"{}[],")] = True
+@lru_cache(maxsize=None)
+def _records_decoder(parts: tuple[str, ...]) -> msgspec.json.Decoder:
+    """A decoder of a page that keeps each record at key path `parts` as its raw JSON bytes."""
+    node: Any = list[msgspec.Raw]
+    for depth, key in reversed(list(enumerate(parts))):  # a key need not be a Python name
+        node = msgspec.defstruct(f"Level{depth}", [("node", node)], rename={"node": key})
+    return msgspec.json.Decoder(node)
 
 
-def _backslashes_before(raw: bytes, pos: int) -> int:
-    k = pos
-    while k and raw[k - 1] == 0x5C:
-        k -= 1
-    return pos - k
+def _raw_records(raw: bytes, parts: list[str], count: int) -> list[msgspec.Raw] | None:
+    """The `count` records in the list at key path `parts`, each as its own JSON bytes, or None.
 
-
-def _record_spans(raw: bytes, parts: list[str], count: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Byte spans [start, end) of the `count` records in the list at key path `parts`, or None.
-
-    A vectorised scan of the JSON structure: the unescaped quotes delimit strings, the brackets,
-    braces and commas outside them give each mark's depth. None when the layout is not plain enough
-    to be sure (a key met twice, another count of records): the caller then parses the document.
+    msgspec reads the document without building the records (a tenth of the time of a structure
+    scan in numpy); each rejected record is then parsed alone. None when the document is not what
+    pyarrow read (another layout or count of records): the caller then parses the whole document.
     """
-    b = np.frombuffer(raw, np.uint8)
-    quotes = np.flatnonzero(b == ord('"'))
-    escaped = quotes[quotes > 0]
-    escaped = escaped[b[escaped - 1] == ord("\\")]
-    if len(escaped):  # a quote after an odd run of backslashes is inside a string
-        odd = [q for q in escaped.tolist() if _backslashes_before(raw, q) % 2]
-        quotes = np.setdiff1d(quotes, np.array(odd, quotes.dtype), assume_unique=True)
-    if len(quotes) % 2:
+    try:
+        node = _records_decoder(tuple(parts)).decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    marks = np.flatnonzero(_STRUCTURAL[b])
-    marks = marks[np.searchsorted(quotes, marks) % 2 == 0]
-    chars = b[marks]
-    step = np.isin(chars, list(b"{[")).astype(np.int64) - np.isin(chars, list(b"}]"))
-    depth = np.cumsum(step) - step  # open containers before each mark
-
-    def close_of(i: int) -> int | None:
-        after = np.flatnonzero((step[i + 1:] == -1) & (depth[i + 1:] == depth[i] + 1))
-        return i + 1 + int(after[0]) if len(after) else None
-
-    if not len(marks) or chars[0] != ord("{") or b[:marks[0]].tobytes().strip():
-        return None
-    node, end = 0, close_of(0)
-    for p in parts:
-        if end is None:
-            return None
-        children = node + 1 + np.flatnonzero((step[node + 1:end] == 1) & (depth[node + 1:end] == depth[node] + 1))
-        found = []
-        for i in children.tolist():
-            k = int(np.searchsorted(quotes, marks[i])) - 1
-            if k < 1 or k % 2 == 0 or raw[quotes[k] + 1:marks[i]].strip() != b":":
-                return None
-            if json.loads(raw[quotes[k - 1]:quotes[k] + 1]) == p:
-                found.append(i)
-        if len(found) != 1:
-            return None
-        node, end = found[0], close_of(found[0])
-    if end is None or chars[node] != ord("["):
-        return None
-    commas = node + 1 + np.flatnonzero((chars[node + 1:end] == ord(",")) & (depth[node + 1:end] == depth[node] + 1))
-    starts = np.concatenate([[marks[node] + 1], marks[commas] + 1])
-    ends = np.concatenate([marks[commas], [marks[end]]])
-    if not len(commas) and not raw[starts[0]:ends[0]].strip():
-        starts, ends = starts[:0], ends[:0]
-    return (starts, ends) if len(starts) == count else None
+    for _ in parts:
+        node = node.node
+    return node if len(node) == count else None
 
 
 def _leaf(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array | None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import ingest.columnar
-from ingest.columnar import _record_spans, check_payload
+from ingest.columnar import _raw_records, check_payload
 from ingest.contracts import load_contract
 from ingest.payloads import PayloadError, parse_records
 from mds_records import HOUR, T0, trip
@@ -112,10 +112,10 @@ def test_mds_non_object_record_is_named() -> None:
     assert [(v.row, v.rule) for v in fast.result.violations] == [(1, "type:object")]
 
 
-@pytest.mark.parametrize("layout", ["plain", "tricky strings", "indented", "scan unsure"])
+@pytest.mark.parametrize("layout", ["plain", "tricky strings", "indented", "read otherwise"])
 def test_mds_rejected_records_read_back_exactly(layout, monkeypatch) -> None:
-    """Rejected rows are parsed alone from their bytes (found by a scan of the JSON structure),
-    or from the whole document when the scan is unsure: either way as json.loads gives them."""
+    """Rejected rows are parsed alone from their own bytes (msgspec finds them), or from the whole
+    document when msgspec reads it otherwise than pyarrow: either way as json.loads gives them."""
     recs = [trip(PID, i) for i in range(40)]
     for i in range(0, 40, 7):
         recs[i]["duration"] = -1
@@ -124,8 +124,8 @@ def test_mds_rejected_records_read_back_exactly(layout, monkeypatch) -> None:
             recs[3 * i]["note"] = {"text": text, "list": [text, text], "more": [{"x": [1, 2]}]}
     doc = {"version": "2.0.0", "links": [{"trips": [1]}], "trips": recs}
     raw = json.dumps(doc, indent=2 if layout == "indented" else None, ensure_ascii=False).encode()
-    if layout == "scan unsure":
-        monkeypatch.setattr("ingest.columnar._record_spans", lambda *args: None)
+    if layout == "read otherwise":
+        monkeypatch.setattr("ingest.columnar._raw_records", lambda *args: None)
     fast = assert_same(MDS, raw, (HOUR.start, HOUR.end))
     assert fast.result.rows_rejected == 6
 
@@ -312,13 +312,16 @@ def test_real_gbfs_and_gtfs_files_same_verdicts(shared_data) -> None:
             assert_same(table, raw, None, path=check_payload(table, raw).path)
 
 
-def test_record_spans_of_plain_and_ambiguous_layouts() -> None:
+def test_raw_records_of_plain_and_other_layouts() -> None:
     raw = b' {"a": "[\\"x", "trips" : [ {"b": [1, {"c": ","}]}, null ,"s\\\\"], "z": {}}'
-    starts, ends = _record_spans(raw, ["trips"], 3)
-    assert [json.loads(raw[s:e]) for s, e in zip(starts, ends)] == [{"b": [1, {"c": ","}]}, None, "s\\"]
-    assert _record_spans(b'{"trips": []}', ["trips"], 0)[0].size == 0
-    assert _record_spans(b'{"trips": [1], "trips": [2]}', ["trips"], 1) is None  # json.loads keeps the last
-    assert _record_spans(b'{"trips": [1, 2]}', ["trips"], 3) is None  # not the count pyarrow read
+    assert [json.loads(bytes(r)) for r in _raw_records(raw, ["trips"], 3)] == [{"b": [1, {"c": ","}]}, None, "s\\"]
+    assert _raw_records(b'{"trips": []}', ["trips"], 0) == []
+    nested = b'{"data": {"bikes": [{"id": 1}, 2]}, "ttl": 0}'
+    assert [json.loads(bytes(r)) for r in _raw_records(nested, ["data", "bikes"], 2)] == [{"id": 1}, 2]
+    assert [bytes(r) for r in _raw_records(b'{"trips": [1], "trips": [2]}', ["trips"], 1)] == [b"2"]  # as json.loads
+    assert _raw_records(b'{"trips": [1, 2]}', ["trips"], 3) is None  # not the count pyarrow read
+    assert _raw_records(b'{"trips": {"a": 1}}', ["trips"], 1) is None  # not a list
+    assert _raw_records(b'{"trips": [1, NaN]}', ["trips"], 2) is None  # json.loads reads NaN, msgspec does not
 
 
 @pytest.mark.parametrize("buckets", [7, 2**63], ids=["colliding hashes", "real hashes"])
