@@ -59,6 +59,7 @@ DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it sav
 JUDGED_MIN = 4096  # fewer distinct values than this in a chunk are judged afresh
 JUDGED_MAX = 1 << 18  # distinct values per field whose verdicts a batch's check keeps for its next chunks
 CSV_BLOCK_BYTES = 16 << 20
+JSON_BLOCK_BYTES = 4 << 20  # a page's records, one per line, are parsed in blocks of this size
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
 _FLOAT_TEXT = r"^-?[0-9]{1,300}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?$"
@@ -560,6 +561,59 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     if not key:
         raise Unsupported("a bare JSON list")
     parts = key.split(".")
+    found = _raw_records(raw, parts)
+    records = _records_apart(contract, found) if found else None
+    if records is None:
+        records = _records_in_document(contract, raw, parts)
+        if found is not None and len(found) != len(records):
+            found = None  # msgspec read the document otherwise than pyarrow
+    extra = frozenset(records.type.field(j).name for j in range(records.type.num_fields)) - contract.top_level
+    parsed: list[Any] = []
+
+    def python_record(i: int) -> Any:
+        """Record i exactly as json.loads gives it; only rows the row check needs are parsed."""
+        if found is not None:
+            return json.loads(bytes(found[i]))
+        if not parsed:  # the whole document, once
+            from ingest.payloads import _json_records
+
+            parsed.extend(_json_records(contract, raw))
+        return parsed[i]
+
+    for start in range(0, len(records), CHUNK_ROWS):
+        chunk = records.slice(start, CHUNK_ROWS)
+        n = len(chunk)
+        cols = {f.name: _leaf(chunk, f.path) for f in contract.fields}
+        suspect = ~chunk.is_valid().to_numpy(zero_copy_only=False)
+        # a field present in some rows as null and missing in others reads the same: null both ways
+        yield check.add(cols, n, lambda i, s=start: python_record(s + i), suspect,
+                        extra if n and chunk.null_count < n else frozenset())
+
+
+def _records_apart(contract: Contract, found: list[msgspec.Raw]) -> pa.StructArray | None:
+    """The records as one line each, parsed in blocks on pyarrow's threads (a whole page is one
+    document, which pyarrow parses on one thread); None where that could read them otherwise than
+    the document: a null record (a line of nulls, not a null row) or one pyarrow refuses."""
+    lines = b"\n".join(found)
+    if lines == b"null" or lines.startswith(b"null\n") or lines.endswith(b"\nnull") or b"\nnull\n" in lines:
+        return None
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(lines),
+            read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True),
+            parse_options=pajson.ParseOptions(explicit_schema=pa.schema(list(_record_type(contract))),
+                                              unexpected_field_behavior="infer",
+                                              newlines_in_values=lines.count(b"\n") != len(found) - 1),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if table.num_rows != len(found):
+        return None
+    return pa.StructArray.from_arrays([c.combine_chunks() for c in table.columns], fields=list(table.schema))
+
+
+def _records_in_document(contract: Contract, raw: bytes, parts: list[str]) -> pa.StructArray:
+    """The records at key path `parts`, read with the whole document by pyarrow."""
     node_type: pa.DataType = pa.list_(_record_type(contract))
     for p in reversed(parts[1:]):
         node_type = pa.struct([(p, node_type)])
@@ -585,30 +639,7 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     records = node.flatten()  # one struct per record; a null one is not an object
     if not pa.types.is_struct(records.type):
         raise Unsupported("records are not objects")
-    extra = frozenset(records.type.field(j).name for j in range(records.type.num_fields)) - contract.top_level
-    found: list[list[msgspec.Raw] | None] = []
-    parsed: list[Any] = []
-
-    def python_record(i: int) -> Any:
-        """Record i exactly as json.loads gives it; only rows the row check needs are parsed."""
-        if not found:
-            found.append(_raw_records(raw, parts, len(records)))
-        if found[0] is not None:
-            return json.loads(bytes(found[0][i]))
-        if not parsed:  # a document msgspec reads otherwise than pyarrow: the whole of it, once
-            from ingest.payloads import _json_records
-
-            parsed.extend(_json_records(contract, raw))
-        return parsed[i]
-
-    for start in range(0, len(records), CHUNK_ROWS):
-        chunk = records.slice(start, CHUNK_ROWS)
-        n = len(chunk)
-        cols = {f.name: _leaf(chunk, f.path) for f in contract.fields}
-        suspect = ~chunk.is_valid().to_numpy(zero_copy_only=False)
-        # a field present in some rows as null and missing in others reads the same: null both ways
-        yield check.add(cols, n, lambda i, s=start: python_record(s + i), suspect,
-                        extra if n and chunk.null_count < n else frozenset())
+    return records
 
 
 @lru_cache(maxsize=None)
@@ -620,12 +651,12 @@ def _records_decoder(parts: tuple[str, ...]) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(node)
 
 
-def _raw_records(raw: bytes, parts: list[str], count: int) -> list[msgspec.Raw] | None:
-    """The `count` records in the list at key path `parts`, each as its own JSON bytes, or None.
+def _raw_records(raw: bytes, parts: list[str]) -> list[msgspec.Raw] | None:
+    """The records in the list at key path `parts`, each as its own JSON bytes, or None.
 
     msgspec reads the document without building the records (a tenth of the time of a structure
-    scan in numpy); each rejected record is then parsed alone. None when the document is not what
-    pyarrow read (another layout or count of records): the caller then parses the whole document.
+    scan in numpy); a rejected record is then parsed alone. None when msgspec cannot read the
+    document so (not JSON as it reads JSON, another layout): pyarrow then reads the whole of it.
     """
     try:
         node = _records_decoder(tuple(parts)).decode(raw)
@@ -633,7 +664,7 @@ def _raw_records(raw: bytes, parts: list[str], count: int) -> list[msgspec.Raw] 
         return None
     for _ in parts:
         node = node.node
-    return node if len(node) == count else None
+    return node
 
 
 def _leaf(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array | None:

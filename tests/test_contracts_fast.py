@@ -97,6 +97,31 @@ def test_mds_value_faults_same_verdicts(seed) -> None:
     assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
 
 
+@pytest.mark.parametrize("indent", [None, 2], ids=["one line per record", "records over many lines"])
+def test_mds_records_parsed_apart_in_blocks(indent, monkeypatch) -> None:
+    """A page's records are parsed one per line, in blocks on pyarrow's threads: small blocks here,
+    faults in each, a field only the last records carry; the verdicts are still the row check's."""
+    monkeypatch.setattr("ingest.columnar.JSON_BLOCK_BYTES", 4096)
+    monkeypatch.setattr("ingest.columnar._records_in_document", lambda *args: pytest.fail("read whole"))
+    doc = json.loads(mds_batch(400, 3))
+    for rec in doc["trips"]:
+        if rec.get("distance") != rec.get("distance"):
+            rec["distance"] = 5  # NaN is not JSON as msgspec reads it: such a page is read whole
+    doc["trips"][395]["late_extra"] = "x"
+    fast = assert_same(MDS, json.dumps(doc, indent=indent).encode(), (HOUR.start, HOUR.end))
+    assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
+
+
+def test_mds_null_record_is_read_with_the_document(monkeypatch) -> None:
+    """One record per line would read a null record as a row of nulls, not as a missing object."""
+    whole = []
+    read = ingest.columnar._records_in_document
+    monkeypatch.setattr("ingest.columnar._records_in_document", lambda *args: whole.append(1) or read(*args))
+    recs = [trip(PID, i) for i in range(3)]
+    fast = assert_same(MDS, json.dumps({"trips": [recs[0], recs[1], None]}).encode(), (HOUR.start, HOUR.end))
+    assert whole and [(v.row, v.rule) for v in fast.result.violations] == [(2, "type:object")]
+
+
 def test_mds_clean_batch_across_chunks(monkeypatch) -> None:
     monkeypatch.setattr("ingest.columnar.CHUNK_ROWS", 64)
     raw = mds_batch(300, 1, faults=0.0)
@@ -314,14 +339,13 @@ def test_real_gbfs_and_gtfs_files_same_verdicts(shared_data) -> None:
 
 def test_raw_records_of_plain_and_other_layouts() -> None:
     raw = b' {"a": "[\\"x", "trips" : [ {"b": [1, {"c": ","}]}, null ,"s\\\\"], "z": {}}'
-    assert [json.loads(bytes(r)) for r in _raw_records(raw, ["trips"], 3)] == [{"b": [1, {"c": ","}]}, None, "s\\"]
-    assert _raw_records(b'{"trips": []}', ["trips"], 0) == []
+    assert [json.loads(bytes(r)) for r in _raw_records(raw, ["trips"])] == [{"b": [1, {"c": ","}]}, None, "s\\"]
+    assert _raw_records(b'{"trips": []}', ["trips"]) == []
     nested = b'{"data": {"bikes": [{"id": 1}, 2]}, "ttl": 0}'
-    assert [json.loads(bytes(r)) for r in _raw_records(nested, ["data", "bikes"], 2)] == [{"id": 1}, 2]
-    assert [bytes(r) for r in _raw_records(b'{"trips": [1], "trips": [2]}', ["trips"], 1)] == [b"2"]  # as json.loads
-    assert _raw_records(b'{"trips": [1, 2]}', ["trips"], 3) is None  # not the count pyarrow read
-    assert _raw_records(b'{"trips": {"a": 1}}', ["trips"], 1) is None  # not a list
-    assert _raw_records(b'{"trips": [1, NaN]}', ["trips"], 2) is None  # json.loads reads NaN, msgspec does not
+    assert [json.loads(bytes(r)) for r in _raw_records(nested, ["data", "bikes"])] == [{"id": 1}, 2]
+    assert [bytes(r) for r in _raw_records(b'{"trips": [1], "trips": [2]}', ["trips"])] == [b"2"]  # as json.loads
+    assert _raw_records(b'{"trips": {"a": 1}}', ["trips"]) is None  # not a list
+    assert _raw_records(b'{"trips": [1, NaN]}', ["trips"]) is None  # json.loads reads NaN, msgspec does not
 
 
 @pytest.mark.parametrize("buckets", [7, 2**63], ids=["colliding hashes", "real hashes"])
