@@ -601,6 +601,7 @@ def _records_apart(contract: Contract, found: list[msgspec.Raw]) -> pa.StructArr
         table = pajson.read_json(
             pa.BufferReader(lines),
             read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True),
+            # a record printed over several lines (an indented page) needs the slower multi-line reading
             parse_options=pajson.ParseOptions(explicit_schema=pa.schema(list(_record_type(contract))),
                                               unexpected_field_behavior="infer",
                                               newlines_in_values=lines.count(b"\n") != len(found) - 1),
@@ -654,9 +655,9 @@ def _records_decoder(parts: tuple[str, ...]) -> msgspec.json.Decoder:
 def _raw_records(raw: bytes, parts: list[str]) -> list[msgspec.Raw] | None:
     """The records in the list at key path `parts`, each as its own JSON bytes, or None.
 
-    msgspec reads the document without building the records (a tenth of the time of a structure
-    scan in numpy); a rejected record is then parsed alone. None when msgspec cannot read the
-    document so (not JSON as it reads JSON, another layout): pyarrow then reads the whole of it.
+    msgspec reads the document in C without building the records; a rejected record is then
+    parsed alone. None when msgspec cannot read the document so (not JSON as msgspec reads JSON,
+    such as NaN, or another layout): pyarrow then reads the whole of it.
     """
     try:
         node = _records_decoder(tuple(parts)).decode(raw)
