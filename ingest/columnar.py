@@ -1,7 +1,8 @@
 """The contract check on Arrow columns, chunk by chunk: same verdicts and messages as `Contract.check`.
 
 Big batches (a day of ride-hail trips, an hour of a large MDS fleet) are read straight into Arrow
-(pyarrow.csv with every cell as text, pyarrow.json with the contract's types) in bounded chunks,
+(pyarrow.csv with every cell as text; pyarrow.json with the contract's types, on a JSON page's
+records one per line, which msgspec finds without building them) in bounded chunks,
 and each field is checked with pyarrow.compute. The vectorised checks only *clear* rows: a row
 they cannot prove good (a bad or odd value, a missing required field, a semantic rule that may
 fail) is handed to the row check's own code (`Contract.row_field_violations`,

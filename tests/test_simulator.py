@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -500,9 +502,6 @@ def test_city_sampling_is_safe_from_many_threads(tmp_path: Path, shared_data: Pa
     """The server builds pages on a thread pool, so several threads sample the same prepared
     polygons at once. Chicago's real boundaries made that abort the Chicago build now and then;
     unguarded, this loop aborted within its first 10 rounds in each of 8 runs."""
-    import subprocess
-    import sys
-
     from mobility.city.load import load_chicago
 
     wd = Workdir.resolve(tmp_path)
