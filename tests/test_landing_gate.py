@@ -14,7 +14,7 @@ import pytest
 
 from ingest.contracts import load_contract
 from ingest.landing import Lake, land_batch
-from mobility.gates import landing_gate
+from mobility.gates import _gx, landing_gate
 from mobility.gates.landing_gate import landing_suite, run_landing_gate
 from mobility.registry import load_registry
 from mobility.settings import Workdir
@@ -214,3 +214,26 @@ def test_gate_record_is_written_only_when_the_batch_is_decided(wd, monkeypatch) 
                                  feed="mds_trips", batch="unfinished", quarantine_dir=wd.root / "q")
     g.add(plant(typed(8), "duration", 1, -5))
     assert not (wd.gates / "landing").exists() and not (wd.root / "q").exists()
+
+
+def test_workdirs_landed_in_turn_keep_their_gate_records_apart(tmp_path, monkeypatch) -> None:
+    """A process keeps one GX context per gates folder across batches: each workdir's Data Docs
+    and stored results hold its own batches only, also when a context dropped from the few kept
+    is made again."""
+    monkeypatch.setattr(_gx, "KEPT_CONTEXTS", 1)  # each turn from one workdir to the other drops one
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    dirs = {name: Workdir.resolve(tmp_path / name) for name in ("a", "b")}
+    for wd in dirs.values():
+        wd.city.mkdir(parents=True)
+        wd.city_meta.write_text(json.dumps({"name": "Testville", "timezone": "America/Chicago", "bbox": BBOX}))
+    landed: dict[str, list[dict]] = {"a": [], "b": []}
+    for turn, name in enumerate(("a", "b", "a", "b")):  # each batch has one trip too fast to be true
+        records = [trip(i) for i in range(3 + turn)] + [trip(3 + turn, distance=50_000)]
+        landed[name].append(_land(dirs[name], records))
+    for name, wd in dirs.items():
+        stored = "\n".join(str(p) for p in (wd.gates / "gx" / "validations").rglob("*.json"))
+        assert (wd.gates / "data_docs" / "index.html").exists()
+        for other, batches in landed.items():
+            for m in batches:
+                assert m["outcome"] == "rejected"
+                assert (Lake(wd, "scootco", "mds_trips").manifest(HOUR, m["raw_sha256"]).stem in stored) is (other == name)

@@ -43,8 +43,8 @@ from mobility.gates._gx import (
     frame_validator,
     gate_error,
     json_safe,
+    kept_context,
     make_current,
-    new_context,
     outcomes_from,
     store_result,
     validate_frame,
@@ -416,7 +416,7 @@ class LandingGate:
             self.spec = landing_suite(self.contract)
             self.params, notes = batch_parameters(self.spec, self.window, city_bbox(self.workdir))
             self.result.notes += self.spec.notes + notes
-            self.context = new_context(self.workdir.gates if self.docs != "never" else None)
+            self.context = kept_context(self.workdir.gates if self.docs != "never" else None)
             # the logical types are the schema's, the same for every slice: checked once
             self.schema = table.schema
             suite = self.spec.schema_suite
