@@ -258,18 +258,32 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
     with StagedParquet(lake.bronze(window), schema) as bronze, ExitStack() as stack:
         gate, key = new_gate(), None
         stack.callback(lambda: gate.close())  # on every way out: a slice may still be in validation
+
+        def stage(table: pa.Table) -> None:
+            nonlocal key
+            key = key or pseudonym_key()
+            for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
+                bronze.write(part)
+
         try:
             try:
+                # each chunk is staged after the next one went to the gate, and the last one after
+                # the gate's last slice: the gate validates on its thread while rows are written
+                # (an MDS page is one chunk, so its gate would otherwise run after its write)
+                held = None
                 for table in stream:
                     if table is None:  # the row check starts over: what was gated and staged is void
                         gate.close()
-                        gate = new_gate()
+                        gate, held = new_gate(), None
                         bronze.restart()
                     elif table.num_rows:
                         gate.add(table)
-                        key = key or pseudonym_key()
-                        for part in _bronze_parts(table, contract, partner, manifest["batch_id"], schema, key):
-                            bronze.write(part)
+                        if held is not None:
+                            stage(held)
+                        held = table
+                gate.flush()
+                if held is not None:
+                    stage(held)
             finally:  # the raw bytes are stored before anything else of the batch
                 if archived is not None:
                     archived.result()  # a failed archive write fails the batch here

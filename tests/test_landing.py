@@ -263,6 +263,33 @@ def test_slices_are_validated_on_the_gates_thread_one_at_a_time(wd, scootco, mon
     assert max(at_once for _, at_once, _ in seen) == 1
 
 
+
+def test_a_batch_of_one_slice_is_validated_while_its_rows_are_written(wd, scootco, monkeypatch):
+    """A batch smaller than a slice (an MDS page is one) goes to the gate's thread before its rows
+    are pseudonymised and written, not after them on the landing thread."""
+    import threading
+
+    from ingest.landing import StagedParquet
+    from mobility.gates import landing_gate
+
+    events = []
+    validate, write = landing_gate.LandingGate._validate, StagedParquet.write
+
+    def validating(self, table):
+        events.append(("validate", threading.current_thread() is threading.main_thread()))
+        return validate(self, table)
+
+    def writing(self, table):
+        events.append(("write", threading.current_thread() is threading.main_thread()))
+        return write(self, table)
+
+    monkeypatch.setattr(landing_gate.LandingGate, "_validate", validating)
+    monkeypatch.setattr(StagedParquet, "write", writing)
+    pid = scootco[0].mds_provider_id
+    m = land(wd, scootco, [trip(pid, i) for i in range(12)])
+    assert m["outcome"] == "accepted"
+    assert sorted(events) == [("validate", False), ("write", True)]
+
 def test_a_batch_the_row_check_takes_over_midway_lands_once(wd, scootco, monkeypatch):
     """A page the columnar path gives up on after some chunks (a value of the wrong JSON type) is
     checked again by the row check from the start: its rows land once, not twice."""
