@@ -294,6 +294,51 @@ def test_short_row_falls_back_to_the_row_check() -> None:
     assert fast.result.violations[-1].rule == "type:object"
 
 
+
+def test_short_row_read_after_many_chunks_falls_back_to_the_row_check(monkeypatch) -> None:
+    """The reader's thread meets the short row after it handed on many checked chunks: the
+    error reaches the check, and the row check decides the whole file."""
+    monkeypatch.setattr("ingest.columnar.CHUNK_ROWS", 16)
+    monkeypatch.setattr("ingest.columnar.CSV_BLOCK_BYTES", 2048)
+    rng = random.Random(5)
+    rows = [ridehail_row(i, rng) for i in range(300)]
+    raw = _to_csv(rows, list(rows[0])) + b"abc,def\r\n"
+    stream = ingest.columnar.CheckStream(RIDEHAIL, raw, window=DAY_WINDOW)
+    chunks = list(stream)
+    assert None in chunks[1:-1] and stream.result.path == "rows"  # chunks came, then the restart
+    assert_same(RIDEHAIL, raw, DAY_WINDOW, path="rows")
+
+
+def test_items_read_ahead_come_in_order_and_errors_and_early_stops_reach_the_reader() -> None:
+    import threading
+
+    from ingest.columnar import _ahead
+
+    assert list(_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("row 2: broken")
+
+    got = []
+    with pytest.raises(ValueError, match="row 2: broken"):
+        for item in _ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    ahead = _ahead(endless())
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # the consumer stops: the reader's thread ends too, a few items ahead at most
+    assert not any(t.name == "columnar-read" for t in threading.enumerate())
+    assert len(produced) <= 6
+
 def test_bikeshare_csv_faults_same_verdicts() -> None:
     rng = random.Random(4)
     rows = []
