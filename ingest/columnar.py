@@ -475,7 +475,8 @@ class ColumnarCheck:
 
 # ---------------------------------------------------------------------------- readers
 
-def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: str) -> Iterator[pa.Table]:
+def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: str,
+                read_ahead: bool = True) -> Iterator[pa.Table]:
     try:
         header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")))
     except (StopIteration, csv.Error, UnicodeDecodeError):
@@ -525,7 +526,7 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: st
 
     # the next chunk is read and converted on a thread of its own while this one is checked: both
     # are mostly Arrow kernels, which let go of the GIL, so a big file keeps both cores busy
-    for n, cols, suspect, cells in _ahead(prepared()):
+    for n, cols, suspect, cells in _ahead(prepared()) if read_ahead else prepared():
         def record(i: int, cells=cells) -> dict:
             return {name: fields[name].from_text(cell[i].as_py()) if name in fields else cell[i].as_py()
                     for name, cell in zip(names, cells)}
@@ -745,8 +746,9 @@ class CheckStream:
     """
 
     def __init__(self, contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
-                 track: tuple[str, ...] = ()):
+                 track: tuple[str, ...] = (), read_ahead: bool = True):
         self.contract, self.raw, self.window, self.track = contract, raw, window, track
+        self.read_ahead = read_ahead  # a CSV's next chunk read on a second thread (see `_ahead`)
         self.result: PayloadCheck | None = None
 
     def __iter__(self) -> Iterator[pa.Table | None]:
@@ -779,7 +781,7 @@ class CheckStream:
             data = read_zip_member(data, contract.properties["zip_member"], ZipLimits.of(contract))
             if data is None:
                 raise Unsupported("member absent")  # the row path says whether that is allowed
-        return _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"))
+        return _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"), self.read_ahead)
 
 
 def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
