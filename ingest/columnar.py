@@ -475,8 +475,7 @@ class ColumnarCheck:
 
 # ---------------------------------------------------------------------------- readers
 
-def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, source: str,
-                read_ahead: bool = True) -> Iterator[pa.Table]:
+def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, read_ahead: bool = True) -> Iterator[pa.Table]:
     try:
         header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")))
     except (StopIteration, csv.Error, UnicodeDecodeError):
@@ -781,7 +780,7 @@ class CheckStream:
             data = read_zip_member(data, contract.properties["zip_member"], ZipLimits.of(contract))
             if data is None:
                 raise Unsupported("member absent")  # the row path says whether that is allowed
-        return _csv_chunks(contract, data, check, contract.properties.get("zip_member", "file"), self.read_ahead)
+        return _csv_chunks(contract, data, check, self.read_ahead)
 
 
 def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
