@@ -403,6 +403,9 @@ class _PassingGate:
     def add(self, table: Any) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def finish(self) -> Any:
         from types import SimpleNamespace
 
