@@ -294,7 +294,6 @@ def test_short_row_falls_back_to_the_row_check() -> None:
     assert fast.result.violations[-1].rule == "type:object"
 
 
-
 def test_short_row_read_after_many_chunks_falls_back_to_the_row_check(monkeypatch) -> None:
     """The reader's thread meets the short row after it handed on many checked chunks: the
     error reaches the check, and the row check decides the whole file."""
@@ -339,6 +338,7 @@ def test_items_read_ahead_come_in_order_and_errors_and_early_stops_reach_the_rea
     assert not any(t.name == "columnar-read" for t in threading.enumerate())
     assert len(produced) <= 6
 
+
 def test_bikeshare_csv_faults_same_verdicts() -> None:
     rng = random.Random(4)
     rows = []
@@ -364,6 +364,7 @@ def test_bikeshare_csv_faults_same_verdicts() -> None:
 
 
 # ---------------------------------------------------------------- GBFS and GTFS (real files)
+
 
 def test_real_gbfs_and_gtfs_files_same_verdicts(shared_data) -> None:
     fixtures = shared_data / "gbfs" / "spec-fixtures" / "testFixtures" / "v2.3"

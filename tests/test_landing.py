@@ -263,7 +263,6 @@ def test_slices_are_validated_on_the_gates_thread_one_at_a_time(wd, scootco, mon
     assert max(at_once for _, at_once, _ in seen) == 1
 
 
-
 def test_a_batch_of_one_slice_is_validated_while_its_rows_are_written(wd, scootco, monkeypatch):
     """A batch smaller than a slice (an MDS page is one) goes to the gate's thread before its rows
     are pseudonymised and written, not after them on the landing thread."""
@@ -289,6 +288,7 @@ def test_a_batch_of_one_slice_is_validated_while_its_rows_are_written(wd, scootc
     m = land(wd, scootco, [trip(pid, i) for i in range(12)])
     assert m["outcome"] == "accepted"
     assert sorted(events) == [("validate", False), ("write", True)]
+
 
 def test_a_batch_the_row_check_takes_over_midway_lands_once(wd, scootco, monkeypatch):
     """A page the columnar path gives up on after some chunks (a value of the wrong JSON type) is
