@@ -365,7 +365,6 @@ def test_bikeshare_csv_faults_same_verdicts() -> None:
 
 # ---------------------------------------------------------------- GBFS and GTFS (real files)
 
-
 def test_real_gbfs_and_gtfs_files_same_verdicts(shared_data) -> None:
     fixtures = shared_data / "gbfs" / "spec-fixtures" / "testFixtures" / "v2.3"
     status, info = load_contract("gbfs_station_status@2.3.0").tables()
