@@ -25,10 +25,10 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
-from queue import Empty, Full, Queue
 from typing import Any
 
 import msgspec
@@ -536,44 +536,15 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, read_ahead
 _DONE = object()
 
 
-def _ahead(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
-    """`items`, produced on a thread of their own up to `depth` ahead of the consumer. An error
-    there is raised here; a consumer that stops early stops the producer at its next item."""
-    queue: Queue = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put((_DONE, None))
-        except BaseException as exc:  # handed to the consumer, which raises it as its own
-            queue.put((_DONE, exc))
-
-    thread = threading.Thread(target=produce, name="columnar-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
+def _ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """`items`, each next one produced on a thread of its own while the consumer handles this one.
+    An error there is raised here; a consumer that stops early waits for the one in hand, no more."""
+    items = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="columnar-read") as pool:
+        coming = pool.submit(next, items, _DONE)
+        while (item := coming.result()) is not _DONE:
+            coming = pool.submit(next, items, _DONE)
             yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # a producer blocked on a full queue sees `stop` within 0.1 s
-            try:
-                queue.get_nowait()
-            except Empty:
-                thread.join(0.05)
 
 
 def _from_text(f: Field, text: pa.Array) -> tuple[pa.Array, np.ndarray]:

@@ -254,7 +254,7 @@ def validate_frame(
     return validate_with(validator, suite, parameters=parameters, result_format=result_format)
 
 
-def _no_frame_fingerprints() -> None:
+def _spare_gx_needless_work() -> None:
     """GX fingerprints each pandas frame it is given (`hash_pandas_object` over every cell) only to
     label the result's batch markers, and skips it for frames over a size threshold. The gates name
     their batches themselves, and the fingerprint was half of a landing gate's time: skip it always.
@@ -280,7 +280,7 @@ def frame_validator(context: "AbstractDataContext", frame: "pd.DataFrame", *, as
     """
     from great_expectations.validator.v1_validator import Validator
 
-    _no_frame_fingerprints()
+    _spare_gx_needless_work()
     source = _pandas_source(context)
     try:
         asset_obj = source.get_asset(asset)
