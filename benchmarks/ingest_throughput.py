@@ -15,7 +15,8 @@ does not count against another:
   quarantine report, manifest); the time land_batch spends in the landing gate's `add`, `flush` and
   `finish` is timed too (the gate validates on its own thread: that is the time spent waiting for it)
 - mds_land_parallel: mds_land with the pages shared among one landing process per CPU, started
-  together (as Airflow task slots land hours side by side); CPU and peak RSS summed over them
+  together (as Airflow task slots land hours side by side), each with the Arrow threads of an
+  Airflow ingest task (`mobility.settings.task_arrow_threads`); CPU and peak RSS summed over them
 - with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
 
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
@@ -194,6 +195,10 @@ def run_case(case: str, data: Path, workdir: Path, share: tuple[int, int] = (0, 
         feed = partner.feed("mds_trips")
         batches = [(Window.hour(datetime.fromisoformat(p["hour"])), data / p["path"]) for p in meta["mds_pages"]]
     batches = batches[share[0]::share[1]]  # this process's share of the pages (parallel landing)
+    if go is not None:  # one of several landing processes side by side: as an Airflow ingest task
+        from mobility.settings import task_arrow_threads
+
+        pa.set_cpu_count(task_arrow_threads())
     gate_s = 0.0
     wd = Workdir.resolve(workdir)
     if case.endswith("_land"):

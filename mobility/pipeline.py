@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
+
 from ingest.connectors.base import ClientCredentials, FeedError, NoData, NotReady, Transient
 from ingest.connectors.file_drop import PROCESSING, DropFolder, DropRefused, DropSettings
 from ingest.connectors.gbfs import GbfsClient, GbfsSettings
@@ -19,7 +21,7 @@ from ingest.contracts import Contract, load_contract
 from ingest.landing import Window, atomic_write, land_batch, record_fetch_error
 from mobility.registry import Feed, Partner, Registry, load_registry
 from mobility.secrets import get_secret
-from mobility.settings import Workdir
+from mobility.settings import Workdir, task_arrow_threads
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +368,7 @@ class BatchRejected(RuntimeError):
 
 def ingest_window_or_fail(partner_id: str, feed_kind: str, window_start: datetime, workdir: Workdir | None = None) -> dict:
     """The Airflow task body: land one window, fail loudly if the batch was rejected."""
+    pa.set_cpu_count(task_arrow_threads())  # this process lands beside other tasks' processes
     wd = workdir or Workdir.resolve()
     manifest = INGEST_STEPS[feed_kind](wd, partner_id, feed_kind, window_start)
     if manifest["outcome"] in FAILED_OUTCOMES:

@@ -2,11 +2,13 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.connectors.base import NotReady, PartnerRejected, Transient
 from ingest.landing import Lake, Window
+from mobility import pipeline
 from mobility.pipeline import ingest_mds_hour
 from mobility.settings import Workdir
 
@@ -23,6 +25,25 @@ def test_hour_lands_every_trip_the_partner_served(sim, wd):
     expected = len(sim.sim.world.trips_ending_in_hour("scootco", HOUR))
     assert m["outcome"] == "accepted" and m["rows_accepted"] == expected > 0
     assert pq.read_table(Lake(wd, "scootco", "mds_trips").bronze(Window.hour(HOUR))).num_rows == expected
+
+
+def test_an_ingest_task_lands_with_the_arrow_threads_of_a_task(sim, wd, monkeypatch):
+    # Airflow runs tasks side by side, each in its process: one Arrow thread pool per core in each
+    # would oversubscribe the cores (mobility.settings.task_arrow_threads)
+    seen, before = [], pa.cpu_count()
+    monkeypatch.setenv("MOBILITY_TASK_ARROW_THREADS", str(before + 1))  # differs from what it is
+
+    def step(*args, **kwargs):
+        seen.append(pa.cpu_count())
+        return ingest_mds_hour(*args, **kwargs)
+
+    monkeypatch.setitem(pipeline.INGEST_STEPS, "mds_trips", step)
+    try:
+        out = pipeline.ingest_window_or_fail("scootco", "mds_trips", HOUR, workdir=wd)
+    finally:
+        pa.set_cpu_count(before)  # the test process keeps its own pool
+    assert seen == [before + 1]
+    assert out["outcome"] == "accepted" and out["rows_accepted"] > 0
 
 
 def test_server_errors_are_retried_then_succeed(sim, wd):
