@@ -454,12 +454,12 @@ def test_the_raw_archive_is_written_beside_the_check_and_before_anything_else(wd
     events = []
     write, publish = ingest.landing.atomic_write, ingest.landing.StagedParquet.publish
 
-    def recording_write(path, data):
+    def recording_write(path, data, **kwargs):
         raw = "raw" in path.relative_to(wd.root).parts[:2]
         events.append(("start", path.name, raw, threading.current_thread().name))
         if raw:
             time.sleep(0.3)  # a slow disk: the check goes on meanwhile
-        write(path, data)
+        write(path, data, **kwargs)
         events.append(("end", path.name, raw, threading.current_thread().name))
 
     def recording_publish(self):
@@ -477,3 +477,40 @@ def test_the_raw_archive_is_written_beside_the_check_and_before_anything_else(wd
     assert events[raw_end][3].startswith("raw-archive")  # not the landing thread
     others = [i for i, e in enumerate(events) if e[0] == "start" and not e[2]]
     assert len(others) >= 3 and min(others) > raw_end  # quarantine, bronze, manifest: all after
+
+
+def _pages_in_cache(path: Path) -> int:
+    """How many of a file's pages the page cache holds (Linux `mincore` on a mapping of it)."""
+    import ctypes
+    import mmap
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            pages = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
+            assert libc.mincore(address, size, pages) == 0, os.strerror(ctypes.get_errno())
+            return sum(p & 1 for p in pages)
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here (Linux only)")
+def test_the_raw_archive_leaves_the_page_cache_once_on_disk(wd, scootco):
+    """The raw archive is written once and seldom read: it does not stay in the page cache, where
+    a day of pages would push out what the warehouse reads. Bronze, read by the next build, does."""
+    pid = scootco[0].mds_provider_id
+    m = land(wd, scootco, [trip(pid, i) for i in range(3000)])
+    raw, bronze = wd.root / m["raw_path"], Lake(wd, "scootco", "mds_trips").bronze(HOUR)
+    assert _pages_in_cache(bronze) > 0  # mincore sees this file system's cache
+    assert raw.stat().st_size > 1_000_000 and _pages_in_cache(raw) == 0
