@@ -431,7 +431,7 @@ def test_a_batch_whose_archive_fails_gives_up_its_worker(tmp_path, monkeypatch, 
     csv = bench.ridehail_csv(100, 0.0)
     write = ingest.landing.atomic_write
 
-    def full_disk(path, data):
+    def full_disk(path, data, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ingest.landing, "atomic_write", full_disk)

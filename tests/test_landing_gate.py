@@ -80,6 +80,32 @@ def test_suite_is_built_once_per_contract() -> None:
     assert landing_suite(CONTRACT) is landing_suite(load_contract("mds_trips@2.0.0"))
 
 
+def test_each_expectation_is_configured_once_per_validation_and_parameters_follow_the_batch(wd, monkeypatch) -> None:
+    """GX would build an expectation's configuration about 110 times per validation (once per
+    keyword it reads); the gates build each about once there (`_gx`). What changes per batch, the
+    suite parameters, still follows the batch: a window the rows are not in fails them."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    built, init = [0], ExpectationConfiguration.__init__
+
+    def counted(self, *args, **kwargs):
+        built[0] += 1
+        init(self, *args, **kwargs)
+
+    table = typed()
+    assert gate(wd, table).success  # GX's caches warm
+    monkeypatch.setattr(ExpectationConfiguration, "__init__", counted)
+    assert gate(wd, table).success
+    expectations = len(landing_suite(CONTRACT).suite.expectations) + 1  # and the schema suite's one
+    assert 0 < built[0] < 20 * expectations, built[0]
+
+    later = (HOUR.start + (HOUR.end - HOUR.start), HOUR.end + (HOUR.end - HOUR.start))
+    moved = run_landing_gate(wd, CONTRACT, table, window=later, partner_id="scootco", feed="mds_trips",
+                             batch="later__test")
+    assert {o.rule for o in moved.failed} == {"end_time_in_window"}
+    assert gate(wd, table).success  # and back
+
+
 H = 3_600_000
 DEFECTS = {
     "null_required": ("device_id", None, ("expect_column_values_to_not_be_null", "device_id", "device_id: required")),

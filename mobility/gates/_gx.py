@@ -269,6 +269,49 @@ def _spare_gx_needless_work() -> None:
     pandas_execution_engine.HASH_THRESHOLD = 0
     if not hasattr(expectation.camel_to_snake, "cache_info"):
         expectation.camel_to_snake = functools.lru_cache(maxsize=1024)(expectation.camel_to_snake)
+    _build_each_configuration_once_per_validation()
+
+
+_VALIDATION = threading.local()  # .built: {id(expectation): (expectation, its configuration)}
+
+
+def _build_each_configuration_once_per_validation() -> None:
+    """GX reads an expectation's `configuration` once per keyword it looks up, and each read
+    builds it anew from the pydantic model: about 110 builds per expectation and validation, a
+    third of a gate's fixed cost. While GX validates the configurations of a suite
+    (`Validator.graph_validate`), the expectations it makes of them stay as they are, so each is
+    built once there. Elsewhere every read builds anew, as before: GX puts suite parameters into
+    the configurations it gets before that, in place.
+    """
+    from great_expectations.expectations.expectation import Expectation
+    from great_expectations.validator.validator import Validator
+
+    if getattr(Validator.graph_validate, "_builds_once", False):
+        return
+    build, graph_validate = Expectation.configuration.fget, Validator.graph_validate
+
+    def configuration(self: Any) -> Any:
+        built = getattr(_VALIDATION, "built", None)
+        if built is None:
+            return build(self)
+        hit = built.get(id(self))
+        if hit is None or hit[0] is not self:  # held until the validation ends: no id is reused
+            hit = built[id(self)] = (self, build(self))
+        return hit[1]
+
+    @functools.wraps(graph_validate)
+    def validate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_VALIDATION, "built", None) is not None:
+            return graph_validate(self, *args, **kwargs)
+        _VALIDATION.built = {}
+        try:
+            return graph_validate(self, *args, **kwargs)
+        finally:
+            _VALIDATION.built = None
+
+    validate._builds_once = True  # type: ignore[attr-defined]
+    Expectation.configuration = property(configuration, doc=Expectation.configuration.__doc__)
+    Validator.graph_validate = validate
 
 
 def frame_validator(context: "AbstractDataContext", frame: "pd.DataFrame", *, asset: str) -> Any:
