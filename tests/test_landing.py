@@ -54,6 +54,17 @@ def test_good_batch_lands_typed_and_pseudonymised(wd, scootco):
     assert (wd.root / m["raw_path"]).read_bytes() == payload([trip(pid, i) for i in range(5)])
 
 
+def test_distinct_pseudonyms_are_stored_without_a_dictionary(wd, scootco):
+    """Keyed hashes of unique ids never repeat: Parquet would build a dictionary for them in vain.
+    Columns with repeats (a device makes many trips) keep theirs."""
+    pid = scootco[0].mds_provider_id
+    land(wd, scootco, [trip(pid, i) for i in range(50)])
+    chunks = pq.ParquetFile(Lake(wd, "scootco", "mds_trips").bronze(HOUR)).metadata.row_group(0)
+    dictionary = {chunks.column(i).path_in_schema: chunks.column(i).has_dictionary_page for i in range(chunks.num_columns)}
+    assert dictionary["trip_id"] is False
+    assert dictionary["device_id"] is True and dictionary["partner_id"] is True
+
+
 @pytest.mark.parametrize("distinct", [False, True])
 @pytest.mark.parametrize("key", [b"k", b"test-key", b"k" * 64, b"k" * 65, "cl\u00e9".encode()])
 def test_pseudonyms_are_hmac_sha256_of_the_id(key, distinct):
