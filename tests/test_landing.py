@@ -1,8 +1,11 @@
 """Landing under contract: typed bronze, quarantine with reasons, idempotence, identity."""
 
+import ctypes
 import hmac
 import importlib.util
 import json
+import mmap
+import os
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -492,10 +495,6 @@ def test_the_raw_archive_is_written_beside_the_check_and_before_anything_else(wd
 
 def _pages_in_cache(path: Path) -> int:
     """How many of a file's pages the page cache holds (Linux `mincore` on a mapping of it)."""
-    import ctypes
-    import mmap
-    import os
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -516,7 +515,7 @@ def _pages_in_cache(path: Path) -> int:
         os.close(fd)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here (Linux only)")
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here (Linux only)")
 def test_the_raw_archive_leaves_the_page_cache_once_on_disk(wd, scootco):
     """The raw archive is written once and seldom read: it does not stay in the page cache, where
     a day of pages would push out what the warehouse reads. Bronze, read by the next build, does."""

@@ -99,7 +99,7 @@ def test_each_expectation_is_configured_once_per_validation_and_parameters_follo
     expectations = len(landing_suite(CONTRACT).suite.expectations) + 1  # and the schema suite's one
     assert 0 < built[0] < 20 * expectations, built[0]
 
-    later = (HOUR.start + (HOUR.end - HOUR.start), HOUR.end + (HOUR.end - HOUR.start))
+    later = (HOUR.end, HOUR.end + (HOUR.end - HOUR.start))  # the next hour
     moved = run_landing_gate(wd, CONTRACT, table, window=later, partner_id="scootco", feed="mds_trips",
                              batch="later__test")
     assert {o.rule for o in moved.failed} == {"end_time_in_window"}

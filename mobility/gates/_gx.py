@@ -278,7 +278,7 @@ _VALIDATION = threading.local()  # .built: {id(expectation): (expectation, its c
 def _build_each_configuration_once_per_validation() -> None:
     """GX reads an expectation's `configuration` once per keyword it looks up, and each read
     builds it anew from the pydantic model: about 110 builds per expectation and validation, a
-    third of a gate's fixed cost. While GX validates the configurations of a suite
+    quarter to a third of a gate's fixed cost. While GX validates the configurations of a suite
     (`Validator.graph_validate`), the expectations it makes of them stay as they are, so each is
     built once there. Elsewhere every read builds anew, as before: GX puts suite parameters into
     the configurations it gets before that, in place.
