@@ -93,7 +93,7 @@ class StagedParquet:
         # `distinct`: columns of distinct values (keyed hashes of ids), which a dictionary would not
         # shorten: Parquet would build one for each page before giving up on it
         self.path, self.schema = path, schema
-        self.dictionary = [n for n in schema.names if n not in distinct] if distinct else True
+        self.use_dictionary = [n for n in schema.names if n not in distinct] if distinct else True
         self.tmp: Path | None = None
         self.writer: pq.ParquetWriter | None = None
 
@@ -108,7 +108,7 @@ class StagedParquet:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(fd)
         self.tmp = Path(tmp)
-        self.writer = pq.ParquetWriter(tmp, self.schema, compression="zstd", use_dictionary=self.dictionary)
+        self.writer = pq.ParquetWriter(tmp, self.schema, compression="zstd", use_dictionary=self.use_dictionary)
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)

@@ -46,6 +46,16 @@ def test_an_ingest_task_lands_with_the_arrow_threads_of_a_task(sim, wd, monkeypa
     assert out["outcome"] == "accepted" and out["rows_accepted"] > 0
 
 
+def test_a_task_arrow_threads_setting_that_is_no_number_is_named(monkeypatch):
+    from mobility.settings import task_arrow_threads
+
+    monkeypatch.setenv("MOBILITY_TASK_ARROW_THREADS", "two")
+    with pytest.raises(ValueError, match="MOBILITY_TASK_ARROW_THREADS.*'two'"):
+        task_arrow_threads()
+    monkeypatch.setenv("MOBILITY_TASK_ARROW_THREADS", "3")
+    assert task_arrow_threads() == 3
+
+
 def test_server_errors_are_retried_then_succeed(sim, wd):
     sim.sim.faults.add("500", partner="scootco", path="trips", times=2)
     assert ingest_mds_hour(wd, "scootco", "mds_trips", HOUR)["outcome"] == "accepted"

@@ -259,10 +259,10 @@ def _spare_gx_needless_work() -> None:
     label the result's batch markers, and skips it for frames over a size threshold. The gates name
     their batches themselves, and the fingerprint was half of a landing gate's time: skip it always.
 
-    GX also rebuilds an expectation's configuration each time it reads one, several times per
-    expectation and validation, and each build turns the class name into the expectation type
-    with two regexes (`camel_to_snake`): 15% of a landing gate's fixed cost per validation.
-    The function is pure, so its answers are kept."""
+    GX also rebuilds an expectation's configuration each time it reads one (see
+    `_build_each_configuration_once_per_validation`), and each build turns the class name into the
+    expectation type with two regexes (`camel_to_snake`): 15% of a landing gate's fixed cost per
+    validation before those builds were cut. The function is pure, so its answers are kept."""
     from great_expectations.execution_engine import pandas_execution_engine
     from great_expectations.expectations import expectation
 
