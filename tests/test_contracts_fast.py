@@ -10,6 +10,7 @@ import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
 import ingest.columnar
@@ -97,10 +98,19 @@ def test_mds_value_faults_same_verdicts(seed) -> None:
     assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
 
 
+@pytest.fixture
+def arrow_threads():
+    """Sets the size of Arrow's thread pool for one test; the test process keeps its own."""
+    before = pa.cpu_count()
+    yield pa.set_cpu_count
+    pa.set_cpu_count(before)
+
+
 @pytest.mark.parametrize("indent", [None, 2], ids=["one line per record", "records over many lines"])
-def test_mds_records_parsed_apart_in_blocks(indent, monkeypatch) -> None:
+def test_mds_records_parsed_apart_in_blocks(indent, monkeypatch, arrow_threads) -> None:
     """A page's records are parsed one per line, in blocks on pyarrow's threads: small blocks here,
     faults in each, a field only the last records carry; the verdicts are still the row check's."""
+    arrow_threads(2)
     monkeypatch.setattr("ingest.columnar.JSON_BLOCK_BYTES", 4096)
     monkeypatch.setattr("ingest.columnar._records_in_document", lambda *args: pytest.fail("read whole"))
     doc = json.loads(mds_batch(400, 3))
@@ -110,6 +120,24 @@ def test_mds_records_parsed_apart_in_blocks(indent, monkeypatch) -> None:
     doc["trips"][395]["late_extra"] = "x"
     fast = assert_same(MDS, json.dumps(doc, indent=indent).encode(), (HOUR.start, HOUR.end))
     assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
+
+
+def test_mds_page_is_parsed_whole_with_one_arrow_thread(monkeypatch, arrow_threads) -> None:
+    """With one Arrow thread (an Airflow ingest task) lines would parse on that thread alone, after
+    a copy: the page is parsed as one document, the records the row check needs still alone."""
+    arrow_threads(1)
+    monkeypatch.setattr("ingest.columnar._records_apart", lambda *args: pytest.fail("parsed apart"))
+    doc = json.loads(mds_batch(400, 3))
+    for rec in doc["trips"]:
+        if rec.get("distance") != rec.get("distance"):
+            rec["distance"] = 5  # NaN is not JSON as msgspec reads it: such a page is parsed by json.loads
+    raw, loads, real_loads = json.dumps(doc).encode(), [], json.loads
+    monkeypatch.setattr(json, "loads", lambda text, *a, **k: loads.append(len(text)) or real_loads(text, *a, **k))
+    fast = check_payload(MDS, raw, window=(HOUR.start, HOUR.end))
+    monkeypatch.setattr(json, "loads", real_loads)
+    assert fast.path == "columnar" and fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
+    assert loads and max(loads) < 2000  # each record the row check read was parsed alone, never the page
+    assert_same(MDS, raw, (HOUR.start, HOUR.end))
 
 
 def test_mds_null_record_is_read_with_the_document(monkeypatch) -> None:
