@@ -2,12 +2,13 @@
 1M ride-hail CSV rows and 1M MDS trips served as JSON pages (not a test: run it by hand).
 
     .venv/bin/python benchmarks/ingest_throughput.py [--rows 1000000] [--page-rows 100000]
-        [--fault-rate 0.001] [--json out.json] [--reference]
+        [--fault-rate 0.001] [--json out.json] [--reference] [--repeat 1] [--scratch DIR]
 
 The data is generated once into a scratch folder: one ride-hail file (ridehail_trips@1.0.0, one
 local day, as a firm drops it) and MDS pages (mds_trips@2.0.0, one UTC hour of trips per page, as
 `GET /trips` serves them), with `--fault-rate` of the rows broken (a value that breaks a field or
-rule, as partners' files do). Each case then runs in its own child process, so one case's memory
+rule, as partners' files do); a `--scratch` folder keeps it for later runs with the same sizes (it
+is generated from fixed seeds). Each case then runs in its own child process, so one case's memory
 does not count against another:
 
 - validate: `ingest.columnar.check_payload` on the bytes (parse + contract check, typed rows)
@@ -22,7 +23,9 @@ does not count against another:
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
 (process CPU seconds too, all threads: steadier than wall seconds on a shared machine),
 rows/s, peak RSS of the child (VmHWM: process-wide, imports included) and its RSS before
-the work started. A big CSV batch is checked in a check worker process (`ingest.check_worker`),
+the work started. With `--repeat N` the cases run N times in turn (all cases, then all again), so
+that a shared machine's drift in speed falls on every case alike; the summary gives each case's
+median and range of rows/s. A big CSV batch is checked in a check worker process (`ingest.check_worker`),
 which the warm-up starts, as a long-running ingest process keeps it: its CPU seconds are added
 to the case's and its peak RSS is reported beside the child's. The machine's load average is
 recorded at the start and end.
@@ -35,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -335,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--reference", action="store_true", help="also time the row-by-row check (slow)")
     parser.add_argument("--cases", help=f"comma-separated subset of {', '.join(CASES + REFERENCE_CASES)}")
-    parser.add_argument("--scratch", type=Path, help="folder for the data and workdirs (default: a temp folder)")
+    parser.add_argument("--scratch", type=Path, help="folder for the data and workdirs, kept (default: a temp folder)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case, in turn (default: 1)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -353,13 +358,15 @@ def main(argv: list[str] | None = None) -> dict:
     started = datetime.now(timezone.utc)
     load_start = _load()
     t = time.perf_counter()
-    meta = generate(scratch / "data", args.rows, args.page_rows, args.fault_rate)
+    meta = _generated(scratch / "data", args.rows, args.page_rows, args.fault_rate)
+    how = f"generated in {time.perf_counter() - t:.0f} s" if meta else "kept from an earlier run"
+    meta = meta or json.loads((scratch / "data" / "meta.json").read_text())
     print(f"data: {args.rows:,} ride-hail rows ({meta['csv_bytes'] / 1e6:,.0f} MB CSV), {args.rows:,} MDS trips in "
           f"{len(meta['mds_pages'])} pages ({meta['mds_bytes'] / 1e6:,.0f} MB JSON), fault rate {args.fault_rate}; "
-          f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+          f"{how}", flush=True)
     results = []
     cases = args.cases.split(",") if args.cases else CASES + (REFERENCE_CASES if args.reference else ())
-    for case in cases:
+    for run, case in ((run, case) for run in range(1, args.repeat + 1) for case in cases):
         workdir = scratch / f"wd-{case}"
         shutil.rmtree(workdir, ignore_errors=True)
         if case == PARALLEL_CASE:
@@ -373,13 +380,15 @@ def main(argv: list[str] | None = None) -> dict:
                 raise SystemExit(f"case {case} failed:\n{proc.stderr[-4000:]}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{case}: {r['rows_per_s']:,} rows/s ({r['rows_per_cpu_s']:,} per CPU s), peak {r['peak_rss_mb']:,.0f} MB", flush=True)
+        r["run"] = run
+        print(f"{case}{f' (run {run})' if args.repeat > 1 else ''}: {r['rows_per_s']:,} rows/s ({r['rows_per_cpu_s']:,} per CPU s), peak {r['peak_rss_mb']:,.0f} MB", flush=True)
     report = {
         "started_at": started.isoformat(), "rows": args.rows, "page_rows": args.page_rows,
         "fault_rate": args.fault_rate, "csv_bytes": meta["csv_bytes"], "mds_bytes": meta["mds_bytes"],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pyarrow": pa.__version__,
                     "load_average_start": load_start, "load_average_end": _load()},
         "cases": results,
+        "summary": summary(results),
     }
     print(table(report))
     if args.json:
@@ -389,18 +398,49 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def _generated(folder: Path, rows: int, page_rows: int, fault_rate: float) -> dict | None:
+    """The data generated into `folder` (its meta), or None if the folder holds it already."""
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        files = [folder / "ridehail.csv"] + [folder / p["path"] for p in meta["mds_pages"]]
+        if (meta["rows"], meta["page_rows"], meta["fault_rate"]) == (rows, page_rows, fault_rate) and all(
+                f.exists() for f in files):
+            return None
+    return generate(folder, rows, page_rows, fault_rate)
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Per case over its runs: median, lowest and highest rows/s, median CPU seconds, highest peak."""
+    out = []
+    for case in dict.fromkeys(r["case"] for r in results):
+        runs = [r for r in results if r["case"] == case]
+        speeds = [r["rows_per_s"] for r in runs]
+        out.append({"case": case, "runs": len(runs), "rows_per_s_median": round(statistics.median(speeds)),
+                    "rows_per_s_min": min(speeds), "rows_per_s_max": max(speeds),
+                    "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
+                    "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs)})
+    return out
+
+
 def table(report: dict) -> str:
-    lines = ["| case | rows | accepted | rejected | wall s | rows/s | CPU s | rows/CPU s | gate s | peak RSS MB "
+    lines = ["| case | run | rows | accepted | rejected | wall s | rows/s | CPU s | rows/CPU s | gate s | peak RSS MB "
              "| RSS before MB | worker CPU s | worker peak MB | path / outcome |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["cases"]:
         gate = f"{r['gate_s']:.2f}" if r["gate_s"] is not None else ""
         worker = (f"{r['worker_cpu_s']:.2f} | {r['worker_peak_rss_mb']:,.0f}" if r.get("worker_cpu_s") is not None
                   else " | ")
         name = f"{r['case']} ({r['processes']} processes, memory summed)" if r.get("processes") else r["case"]
-        lines.append(f"| {name} | {r['rows']:,} | {r['rows_accepted']:,} | {r['rows_rejected']:,} | {r['wall_s']:.2f} "
+        lines.append(f"| {name} | {r.get('run', 1)} | {r['rows']:,} | {r['rows_accepted']:,} | {r['rows_rejected']:,} | {r['wall_s']:.2f} "
                      f"| {r['rows_per_s']:,} | {r['cpu_s']:.2f} | {r['rows_per_cpu_s']:,} | {gate} | {r['peak_rss_mb']:,.0f} | {r['rss_before_mb']:,.0f} "
                      f"| {worker} | {', '.join(r['path_or_outcome'])} |")
+    if any(s["runs"] > 1 for s in report.get("summary", [])):
+        lines += ["", "| case | runs | median rows/s | lowest | highest | median CPU s | highest peak RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {s['case']} | {s['runs']} | {s['rows_per_s_median']:,} | {s['rows_per_s_min']:,} "
+                  f"| {s['rows_per_s_max']:,} | {s['cpu_s_median']:.2f} | {s['peak_rss_mb_max']:,.0f} |"
+                  for s in report["summary"]]
     m = report["machine"]
     lines.append(f"\n{m['cpus']} CPUs; load average {m['load_average_start']} at the start, {m['load_average_end']} at the end")
     return "\n".join(lines)

@@ -46,3 +46,31 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
     shares = (tmp_path / "scratch" / "wd-mds_land_parallel").glob("p*/lake/bronze/mds_trips")
     assert sum(pq.read_table(b).num_rows for b in shares) == parallel["rows_accepted"]
     assert "| csv_validate |" in bench.table(report)
+
+
+def test_repeated_runs_are_summarised_and_the_data_is_kept_for_them(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    scratch = tmp_path / "scratch"
+    args = ["--rows", "1000", "--page-rows", "500", "--cases", "csv_validate,mds_validate", "--scratch", str(scratch)]
+    first = bench.main(args)
+    assert "generated in" in capsys.readouterr().out
+    made = {p.name: p.stat().st_mtime_ns for p in (scratch / "data").iterdir()}
+
+    report = bench.main(args + ["--repeat", "2"])
+    out = capsys.readouterr().out
+    assert "kept from an earlier run" in out  # the same sizes: the files were not written again
+    assert {p.name: p.stat().st_mtime_ns for p in (scratch / "data").iterdir()} == made
+    # the cases ran in turn, each twice, on the same rows as before
+    assert [(r["case"], r["run"]) for r in report["cases"]] == [
+        ("csv_validate", 1), ("mds_validate", 1), ("csv_validate", 2), ("mds_validate", 2)]
+    assert all(r["rows_rejected"] == next(f["rows_rejected"] for f in first["cases"] if f["case"] == r["case"])
+               for r in report["cases"])
+    for s in report["summary"]:
+        speeds = sorted(r["rows_per_s"] for r in report["cases"] if r["case"] == s["case"])
+        assert s["runs"] == 2 and (s["rows_per_s_min"], s["rows_per_s_max"]) == (speeds[0], speeds[-1])
+        assert s["rows_per_s_median"] == round(sum(speeds) / 2)
+    assert "| median rows/s |" in out
+
+    bench.main(args[:1] + ["1200"] + args[2:])  # other sizes: generated anew
+    assert "generated in" in capsys.readouterr().out
+    assert json.loads((scratch / "data" / "meta.json").read_text())["rows"] == 1200
