@@ -53,3 +53,14 @@ def sim(city_dir, monkeypatch):
     with running_simulator(city_dir, seed=5, scale=0.2, timeout_s=3) as url:
         monkeypatch.setenv("MOBILITY_PARTNER_BASE_URL", url)
         yield url
+
+
+@pytest.fixture()
+def arrow_threads():
+    """Sets the size of Arrow's thread pool for one test (an Airflow ingest task has one); the test
+    process gets its own back afterwards."""
+    import pyarrow as pa
+
+    before = pa.cpu_count()
+    yield pa.set_cpu_count
+    pa.set_cpu_count(before)

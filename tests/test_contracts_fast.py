@@ -10,7 +10,6 @@ import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pyarrow as pa
 import pytest
 
 import ingest.columnar
@@ -96,14 +95,6 @@ def mds_batch(n: int, seed: int, faults: float = 0.2) -> bytes:
 def test_mds_value_faults_same_verdicts(seed) -> None:
     fast = assert_same(MDS, mds_batch(400, seed), (HOUR.start, HOUR.end))
     assert fast.result.rows_rejected > 0 and fast.result.rows_accepted > 0
-
-
-@pytest.fixture
-def arrow_threads():
-    """Sets the size of Arrow's thread pool for one test; the test process keeps its own."""
-    before = pa.cpu_count()
-    yield pa.set_cpu_count
-    pa.set_cpu_count(before)
 
 
 @pytest.mark.parametrize("indent", [None, 2], ids=["one line per record", "records over many lines"])
