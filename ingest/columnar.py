@@ -591,8 +591,8 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
     parts = key.split(".")
     found = _raw_records(raw, parts)
     # one record per line lets pyarrow parse blocks on its threads; with one thread (an Airflow
-    # ingest task, `task_arrow_threads`) the lines only cost their copy: a 100,000-trip page took
-    # 0.32 to 0.48 CPU s so, 0.22 to 0.29 parsed whole
+    # ingest task, `task_arrow_threads`) the lines only add work: a 100,000-trip page took a median
+    # 0.33 CPU s so, 0.26 parsed whole (ten runs of each)
     records = _records_apart(contract, found) if found and pa.cpu_count() > 1 else None
     if records is None:
         records = _records_in_document(contract, raw, parts)
