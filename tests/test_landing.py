@@ -363,6 +363,36 @@ def test_a_csv_batch_checked_in_a_worker_lands_as_in_process(tmp_path, monkeypat
     _same_landing(here, worker)
 
 
+def test_in_a_task_a_batch_checked_here_is_gated_inline_and_one_a_worker_checks_on_the_gates_thread(
+        tmp_path, monkeypatch, in_worker, arrow_threads):
+    """With one Arrow thread (an Airflow ingest task) a batch this process checks is gated on the
+    landing thread; a batch a check worker checks keeps the gate's thread beside the hash and
+    writes. Either way it lands the same."""
+    import threading
+
+    from mobility.gates import landing_gate
+
+    monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
+    on_main = []
+    validate = landing_gate.LandingGate._validate
+
+    def recording(self, table):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return validate(self, table)
+
+    monkeypatch.setattr(landing_gate.LandingGate, "_validate", recording)
+    arrow_threads(1)
+    csv = bench.ridehail_csv(300, 0.02)
+    monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "0")
+    here = _ridehail(tmp_path / "here", monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    checked_here, on_main[:] = on_main[:], []
+    monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "1")
+    worker = _ridehail(tmp_path / "worker", monkeypatch, csv, chunk_rows=1 << 17, gate_rows=1 << 17)
+    assert len(in_worker) == 1 and worker[0]["outcome"] == "partial", worker[0]
+    assert checked_here == [True] and on_main == [False]
+    _same_landing(here, worker)
+
+
 def test_a_check_worker_that_dies_mid_batch_stores_nothing_and_the_rerun_lands_once(tmp_path, monkeypatch, in_worker):
     """The worker is killed while it checks a batch: landing fails with a clear error, no manifest
     or bronze is written, and landing the batch again (in a new worker) stores it exactly once."""
