@@ -358,9 +358,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = datetime.now(timezone.utc)
     load_start = _load()
     t = time.perf_counter()
-    meta = _generated(scratch / "data", args.rows, args.page_rows, args.fault_rate)
-    how = f"generated in {time.perf_counter() - t:.0f} s" if meta else "kept from an earlier run"
-    meta = meta or json.loads((scratch / "data" / "meta.json").read_text())
+    meta, generated = _data(scratch / "data", args.rows, args.page_rows, args.fault_rate)
+    how = f"generated in {time.perf_counter() - t:.0f} s" if generated else "kept from an earlier run"
     print(f"data: {args.rows:,} ride-hail rows ({meta['csv_bytes'] / 1e6:,.0f} MB CSV), {args.rows:,} MDS trips in "
           f"{len(meta['mds_pages'])} pages ({meta['mds_bytes'] / 1e6:,.0f} MB JSON), fault rate {args.fault_rate}; "
           f"{how}", flush=True)
@@ -398,16 +397,17 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def _generated(folder: Path, rows: int, page_rows: int, fault_rate: float) -> dict | None:
-    """The data generated into `folder` (its meta), or None if the folder holds it already."""
+def _data(folder: Path, rows: int, page_rows: int, fault_rate: float) -> tuple[dict, bool]:
+    """The data in `folder` (its meta) and whether it was generated now: data of these sizes already
+    there is kept, as the fixed seeds would generate it again."""
     meta_path = folder / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         files = [folder / "ridehail.csv"] + [folder / p["path"] for p in meta["mds_pages"]]
         if (meta["rows"], meta["page_rows"], meta["fault_rate"]) == (rows, page_rows, fault_rate) and all(
                 f.exists() for f in files):
-            return None
-    return generate(folder, rows, page_rows, fault_rate)
+            return meta, False
+    return generate(folder, rows, page_rows, fault_rate), True
 
 
 def summary(results: list[dict]) -> list[dict]:

@@ -68,6 +68,13 @@ _INT_TEXT = r"^-?[0-9]{1,18}$"
 _FLOAT_TEXT = r"^-?[0-9]{1,300}(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?$"
 
 
+def one_arrow_thread() -> bool:
+    """Whether Arrow runs on one thread in this process, as in an Airflow ingest task
+    (`mobility.settings.task_arrow_threads`): the process is sized for one core beside other tasks'
+    processes, so work it would spread over threads of its own only contends for that core."""
+    return pa.cpu_count() == 1
+
+
 class Unsupported(Exception):
     """The columnar path cannot decide this batch exactly; the row check will."""
 
@@ -590,10 +597,9 @@ def _json_chunks(contract: Contract, raw: bytes, check: ColumnarCheck) -> Iterat
         raise Unsupported("a bare JSON list")
     parts = key.split(".")
     found = _raw_records(raw, parts)
-    # one record per line lets pyarrow parse blocks on its threads; with one thread (an Airflow
-    # ingest task, `task_arrow_threads`) the lines only add work: a 100,000-trip page took a median
-    # 0.33 CPU s so, 0.26 parsed whole (ten runs of each)
-    records = _records_apart(contract, found) if found and pa.cpu_count() > 1 else None
+    # one record per line lets pyarrow parse blocks on its threads; on one thread the lines only
+    # add work: a 100,000-trip page took a median 0.33 CPU s so, 0.26 parsed whole (ten runs each)
+    records = _records_apart(contract, found) if found and not one_arrow_thread() else None
     if records is None:
         records = _records_in_document(contract, raw, parts)
         if found is not None and len(found) != len(records):
@@ -779,4 +785,5 @@ def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, dat
     return replace(checked, result=replace(checked.result, accepted=accepted, streamed_rows=None))
 
 
-__all__ = ["CheckStream", "ColumnarCheck", "SeenKeys", "PayloadCheck", "PayloadError", "Unsupported", "check_payload", "supported"]
+__all__ = ["CheckStream", "ColumnarCheck", "SeenKeys", "PayloadCheck", "PayloadError", "Unsupported", "check_payload",
+           "one_arrow_thread", "supported"]

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.check_worker import WorkerCheckStream, check_stream
-from ingest.columnar import CHUNK_ROWS, CheckStream
+from ingest.columnar import CHUNK_ROWS, CheckStream, one_arrow_thread
 from ingest.contracts import CheckResult, Contract, Violation
 from ingest.payloads import PayloadError
 from mobility.registry import Feed, Partner
@@ -260,13 +260,12 @@ def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, wi
     quarantine = lake.quarantine(window, sha)
     schema = _bronze_schema(contract)
 
-    # the gate validates on a thread of its own while rows are checked and written, unless this
-    # process is sized for one core (one Arrow thread: an Airflow ingest task beside others,
-    # `task_arrow_threads`) and checks the batch itself: then the two threads only contend for the
-    # GIL (two such processes landed 1M MDS trips 2 to 15% faster with the gate inline, four runs
-    # of each in turn). A batch a check worker checks keeps the gate's thread, beside the hash and
-    # writes here: 1M ride-hail rows in a task landed about 8% faster so (medians of four runs)
-    background = pa.cpu_count() > 1 or isinstance(stream, WorkerCheckStream)
+    # the gate validates on a thread of its own while rows are checked and written, unless the
+    # process has one Arrow thread and checks the batch itself: there the two threads only contend
+    # (two such processes landed 1M MDS trips 2 to 15% faster with the gate inline, four runs of
+    # each in turn). A batch a check worker checks keeps the gate's thread beside the hash and
+    # writes: 1M ride-hail rows on one Arrow thread landed about 8% faster so (medians of four runs)
+    background = not one_arrow_thread() or isinstance(stream, WorkerCheckStream)
 
     def new_gate() -> LandingGate:
         return LandingGate(workdir, contract, window=(window.start, window.end), partner_id=partner.id,

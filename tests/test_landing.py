@@ -246,7 +246,8 @@ def test_a_gate_rejected_batch_of_many_chunks_loads_nothing(wd, scootco, monkeyp
 
 
 @pytest.mark.parametrize("threads", [2, 1], ids=["on the gate's thread", "inline in an ingest task"])
-def test_slices_are_validated_one_at_a_time_on_the_gates_thread_or_inline_in_a_task(wd, scootco, monkeypatch, arrow_threads, threads):
+def test_slices_are_validated_one_at_a_time_on_the_gates_thread_or_inline_in_a_task(
+        wd, scootco, monkeypatch, arrow_threads, threads):
     """land_batch hands each full slice to the gate's own thread and goes on reading, checking and
     writing the next rows; one slice is validated at a time, and the verdict waits for the last.
     With one Arrow thread (an Airflow ingest task beside others) the slices are validated inline:
