@@ -3,8 +3,10 @@ a failed batch loads nothing; a gate that raises is a failure."""
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
+import weakref
 from dataclasses import asdict
 from datetime import datetime, timezone
 
@@ -231,6 +233,30 @@ def test_sliced_clean_batch_passes_with_the_whole_batch_outcomes(wd, monkeypatch
     table = typed(12)
     whole, sliced = gate(wd, table), _sliced(wd, table, monkeypatch)
     assert sliced.success and [asdict(o) for o in sliced.outcomes] == [asdict(o) for o in whole.outcomes]
+
+
+def test_a_validated_slice_leaves_no_cycles_holding_its_callers_data(wd, monkeypatch) -> None:
+    """GX's parse of the suite parameters (the window, the bbox) raises and catches exceptions whose
+    tracebacks hold the callers' frames: the gate frees those cycles itself, so what its callers
+    held (land_batch's bytes and tables) goes when they return, not at Python's next full collection."""
+
+    class Held:  # stands for a caller's bytes or tables
+        pass
+
+    def caller() -> weakref.ref:
+        held = Held()
+        _sliced(wd, typed(8), monkeypatch)
+        return weakref.ref(held)
+
+    was_enabled = gc.isenabled()
+    gc.disable()  # no collection of Python's own in between: only the gate's
+    try:
+        refs = [caller(), caller()]
+        kept = [r() is not None for r in refs]
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert kept == [False, False]
 
 
 def test_gate_record_is_written_only_when_the_batch_is_decided(wd, monkeypatch) -> None:

@@ -12,6 +12,7 @@ Everything here turns GX results into plain outcomes; an expectation that raised
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import math
 import threading
@@ -230,6 +231,28 @@ def kept_context(gates_dir: Path | None) -> "AbstractDataContext":
         while len(_KEPT) > KEPT_CONTEXTS:
             _KEPT.popitem(last=False)
         return context
+
+
+_FROZEN = False
+
+
+def collect_cycles() -> None:
+    """Free what a validation left in reference cycles now, not at Python's next full collection,
+    which a process holding GX's ~400,000 long-lived objects seldom runs.
+
+    GX parses suite parameters with pyparsing, which raises and catches exceptions as it goes; each
+    caught exception's traceback holds its frames and, through `f_back`, their callers': the
+    gate's and land_batch's frames, with the slice, the batch's bytes and the tables they hold,
+    outlive the calls in cycles. A task-like process (one Arrow thread) landing five 100,000-trip
+    pages so peaked at 704 to 710 MB, against 594 to 600 with this after each slice. The first call
+    (a full collection, about 0.2 s) also freezes what lives then (imports, GX's context and
+    caches) out of later collections, which then take about a millisecond.
+    """
+    global _FROZEN
+    gc.collect()
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
 
 
 def make_current(context: "AbstractDataContext") -> None:

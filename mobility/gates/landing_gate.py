@@ -40,6 +40,7 @@ from mobility.gates._gx import (
     ExpectationOutcome,
     GateResult,
     build_docs,
+    collect_cycles,
     frame_validator,
     gate_error,
     json_safe,
@@ -415,6 +416,7 @@ class LandingGate:
                 log.exception("landing gate errored on %s", self.batch_id or self.batch)
                 self.errored = True
                 self.result.outcomes = [gate_error(exc)]
+            collect_cycles()
         self.rows += table.num_rows
 
     def _validate(self, table: pa.Table) -> None:
