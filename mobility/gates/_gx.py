@@ -7,6 +7,7 @@ into one Data Docs site at ``<gates>/data_docs``: an in-memory store would make 
 the pages of every other run (GX cleans site pages whose source result it cannot find).
 
 Everything here turns GX results into plain outcomes; an expectation that raised is a failure.
+`collect_cycles` frees what a validation leaves in reference cycles (the callers' data with it).
 """
 
 from __future__ import annotations

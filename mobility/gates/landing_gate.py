@@ -416,7 +416,7 @@ class LandingGate:
                 log.exception("landing gate errored on %s", self.batch_id or self.batch)
                 self.errored = True
                 self.result.outcomes = [gate_error(exc)]
-            collect_cycles()
+            collect_cycles()  # GX's cycles would otherwise keep this slice and its callers' data
         self.rows += table.num_rows
 
     def _validate(self, table: pa.Table) -> None:
