@@ -4,8 +4,8 @@
 pseudonymises and writes it. In one process these take turns on the GIL: the CSV and JSON
 readers and the vectorised rules let go of it, but the landing gate (GX), the keyed hash and the
 check's own Python do not. A batch of `WORKER_MIN_BYTES` or more is therefore checked by a worker
-process: it gets the batch's bytes first (and parses them while `land_batch` archives them), then
-sends back each chunk of accepted rows as Arrow IPC and at last the check's result, while
+process: it gets the batch first (and parses it while `land_batch` archives it), a dropped file as
+its path, which it reads block by block, other bytes whole; then it sends back each chunk of accepted rows as Arrow IPC and at last the check's result, while
 `land_batch` handles the chunks already received.
 
 Only CSV goes there: a JSON payload is one document, parsed whole before its first chunk can go
@@ -29,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pyarrow as pa
 
 from ingest.columnar import CheckStream, PayloadCheck
 from ingest.contracts import Contract
-from ingest.payloads import PayloadError
+from ingest.payloads import PayloadError, Raw
 from mobility.settings import check_workers_enabled
 
 # below this a batch is checked in the landing process: a worker's round trips would cost more
@@ -97,16 +98,18 @@ def _stop_workers() -> None:
 
 class WorkerCheckStream:
     """`CheckStream`'s interface (iterate for accepted tables or None, then `result`), checked by a
-    worker. The batch's bytes go to the worker on creation, so it parses them while the caller
-    archives them; `close` gives up the worker if the stream was not read to its end."""
+    worker. The batch goes to the worker on creation, so it parses it while the caller archives it:
+    a file as its path (the worker reads it in blocks), bytes whole. `close` gives up the worker if
+    the stream was not read to its end."""
 
-    def __init__(self, contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+    def __init__(self, contract: Contract, raw: Raw, *, window: tuple[datetime, datetime] | None = None,
                  track: tuple[str, ...] = ()):
         self.result: PayloadCheck | None = None
         self.worker: _Worker | None = _take()
         try:
-            self.worker.conn.send((contract, window, track))
-            self.worker.conn.send_bytes(raw)
+            self.worker.conn.send((contract, window, track, str(raw) if isinstance(raw, Path) else None))
+            if not isinstance(raw, Path):
+                self.worker.conn.send_bytes(raw)
         except OSError as exc:
             pid = self.worker.process.pid
             self.close()
@@ -151,10 +154,11 @@ def _receive(worker: _Worker) -> tuple[str, object]:
 
 
 @contextmanager
-def check_stream(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+def check_stream(contract: Contract, raw: Raw, *, window: tuple[datetime, datetime] | None = None,
                  track: tuple[str, ...] = ()) -> Iterator[CheckStream | WorkerCheckStream]:
     """The check stream for one batch: in a worker for a big CSV one (started at once), else in this process."""
-    if contract.payload_format == "csv" and len(raw) >= WORKER_MIN_BYTES and check_workers_enabled():
+    size = raw.stat().st_size if isinstance(raw, Path) else len(raw)
+    if contract.payload_format == "csv" and size >= WORKER_MIN_BYTES and check_workers_enabled():
         stream = WorkerCheckStream(contract, raw, window=window, track=track)
         try:
             yield stream
@@ -176,8 +180,8 @@ def serve(conn: Connection) -> None:
     """The worker's loop: one job at a time until the landing process closes the connection."""
     while True:
         try:
-            contract, window, track = conn.recv()
-            raw = conn.recv_bytes()
+            contract, window, track, path = conn.recv()
+            raw = Path(path) if path else conn.recv_bytes()
         except EOFError:
             return
         try:

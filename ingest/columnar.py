@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,7 +56,7 @@ from ingest.contracts import (
     _to_arrow,
     window_ms,
 )
-from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
+from ingest.payloads import PayloadError, Raw, ZipLimits, parse_records, raw_bytes, read_zip_member
 
 CHUNK_ROWS = 131_072
 DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it saves
@@ -483,9 +484,10 @@ class ColumnarCheck:
 
 # ---------------------------------------------------------------------------- readers
 
-def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, read_ahead: bool = True) -> Iterator[pa.Table]:
+def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: bool = True) -> Iterator[pa.Table]:
     try:
-        header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")))
+        with raw.open("rb") if isinstance(raw, Path) else io.BytesIO(raw) as head:
+            header = next(csv.reader(io.TextIOWrapper(head, encoding="utf-8-sig", newline="")))
     except (StopIteration, csv.Error, UnicodeDecodeError):
         raise Unsupported("no readable header") from None
     names = [h.strip() for h in header]
@@ -495,7 +497,8 @@ def _csv_chunks(contract: Contract, raw: bytes, check: ColumnarCheck, read_ahead
     fields = {f.name: f for f in contract.fields}
     auto = [f"f{j}" for j in range(len(names))]
     reader = pacsv.open_csv(
-        pa.BufferReader(raw),  # zero-copy: a Python file object would copy the bytes as they are read
+        # a file is read block by block; bytes zero-copy (a Python file object would copy them)
+        pa.OSFile(str(raw)) if isinstance(raw, Path) else pa.BufferReader(raw),
         read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=CSV_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, include_columns=auto,
@@ -725,7 +728,7 @@ class CheckStream:
     `PayloadError` for bytes that cannot be read as the contract says.
     """
 
-    def __init__(self, contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+    def __init__(self, contract: Contract, raw: Raw, *, window: tuple[datetime, datetime] | None = None,
                  track: tuple[str, ...] = (), read_ahead: bool = True):
         self.contract, self.raw, self.window, self.track = contract, raw, window, track
         self.read_ahead = read_ahead  # a CSV's next chunk read on a second thread (see `_ahead`)
@@ -755,16 +758,16 @@ class CheckStream:
 
     def _columnar_chunks(self, check: ColumnarCheck) -> Iterator[pa.Table]:
         contract, data = self.contract, self.raw
-        if contract.payload_format == "json":
-            return _json_chunks(contract, data, check)
+        if contract.payload_format == "json":  # a JSON page is parsed whole
+            return _json_chunks(contract, raw_bytes(data), check)
         if contract.payload_format == "gtfs_zip":
-            data = read_zip_member(data, contract.properties["zip_member"], ZipLimits.of(contract))
+            data = read_zip_member(raw_bytes(data), contract.properties["zip_member"], ZipLimits.of(contract))
             if data is None:
                 raise Unsupported("member absent")  # the row path says whether that is allowed
         return _csv_chunks(contract, data, check, self.read_ahead)
 
 
-def check_payload(contract: Contract, raw: bytes, *, window: tuple[datetime, datetime] | None = None,
+def check_payload(contract: Contract, raw: Raw, *, window: tuple[datetime, datetime] | None = None,
                   track: tuple[str, ...] = ()) -> PayloadCheck:
     """Parse and check one batch's bytes; the columnar path when it applies, else the row check.
 

@@ -10,8 +10,9 @@ A rejected batch never overwrites what an earlier good batch landed for the same
 Memory: the bytes are parsed and checked column-wise in bounded chunks (`ingest.columnar`; a big
 CSV batch in a worker process, `ingest.check_worker`), and each chunk's accepted rows go on to
 the landing gate and, pseudonymised, into a staged bronze file before the next chunk is read, so
-no batch is ever whole in memory as rows. The batch's verdict still comes from all its rows:
-the staged file is published only if the whole batch lands.
+no batch is ever whole in memory as rows. A dropped file is landed from its path (hashed, copied
+to the archive and checked in blocks), so not even its bytes are whole in memory. The batch's
+verdict still comes from all its rows: the staged file is published only if the whole batch lands.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +38,7 @@ import pyarrow.parquet as pq
 from ingest.check_worker import WorkerCheckStream, check_stream
 from ingest.columnar import CHUNK_ROWS, CheckStream, one_arrow_thread
 from ingest.contracts import CheckResult, Contract, Violation
-from ingest.payloads import PayloadError
+from ingest.payloads import PayloadError, Raw
 from mobility.registry import Feed, Partner
 from mobility.secrets import pseudonym_key
 from mobility.settings import Workdir
@@ -67,14 +69,19 @@ class Window:
         return f"{self.start:%Y-%m-%dT%H%M}_{self.end:%Y-%m-%dT%H%M}"
 
 
-def atomic_write(path: Path, data: bytes, *, cached: bool = True) -> None:
-    """`data` in `path`, whole or not at all, on disk when this returns. `cached=False` also takes
-    the file out of the page cache once on disk: for a file written once and seldom read."""
+def atomic_write(path: Path, data: Raw, *, cached: bool = True) -> None:
+    """`data` (bytes, or a file's content) in `path`, whole or not at all, on disk when this returns.
+    `cached=False` also takes the file out of the page cache once on disk: for a file written once
+    and seldom read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, Path):
+                with data.open("rb") as source:
+                    shutil.copyfileobj(source, fh, COPY_BLOCK_BYTES)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
             if not cached and hasattr(os, "posix_fadvise"):  # Linux; elsewhere the cache keeps it
@@ -83,6 +90,16 @@ def atomic_write(path: Path, data: bytes, *, cached: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+COPY_BLOCK_BYTES = 1 << 20  # a dropped file is copied to the raw archive this much at a time
+
+
+def _sha256(raw: Raw) -> str:
+    if isinstance(raw, Path):
+        with raw.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    return hashlib.sha256(raw).hexdigest()
 
 
 class StagedParquet:
@@ -207,11 +224,11 @@ def land_batch(
     feed: Feed,
     contract: Contract,
     window: Window,
-    raw: bytes,
+    raw: Raw,
     source: str,
     ext: str = "json",
 ) -> dict:
-    """Land one batch of a partner feed and return its manifest record."""
+    """Land one batch of a partner feed (its bytes, or the file holding them) and return its manifest record."""
     # Identity comes from the credentials (the partner we asked), never from the payload.
     identity = bool(partner.mds_provider_id and any(f.name == "provider_id" for f in contract.fields))
     # the check starts first: a big CSV batch's worker parses it while this process archives it
@@ -220,10 +237,10 @@ def land_batch(
         return _land(workdir, partner, feed, contract, window, raw, source, ext, stream, identity)
 
 
-def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window, raw: bytes,
+def _land(workdir: Workdir, partner: Partner, feed: Feed, contract: Contract, window: Window, raw: Raw,
           source: str, ext: str, stream: CheckStream | WorkerCheckStream, identity: bool) -> dict:
     started = datetime.now(timezone.utc)
-    sha = hashlib.sha256(raw).hexdigest()
+    sha = _sha256(raw)
     lake = Lake(workdir, partner.id, feed.feed, dataset=contract.dataset, part=contract.part)
     raw_path = lake.raw(window, sha, ext)
     # written on a thread beside the check (a file write lets go of the GIL), waited for below;

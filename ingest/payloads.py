@@ -23,12 +23,21 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingest.contracts import Contract
 
 _CHUNK = 1 << 20
+
+
+Raw = bytes | Path
+"""A batch's bytes, or the file holding them (a dropped file): the columnar CSV check reads a file
+in blocks, so a big daily file is never whole in memory; the readers here take it whole."""
+
+
+def raw_bytes(raw: Raw) -> bytes:
+    return raw.read_bytes() if isinstance(raw, Path) else raw
 
 
 class PayloadError(ValueError):
@@ -53,9 +62,9 @@ class ZipLimits:
         )
 
 
-def parse_records(contract: Contract, raw: bytes) -> list[Any]:
+def parse_records(contract: Contract, raw: Raw) -> list[Any]:
     """The records of one table of `contract` in `raw`; raises `PayloadError` if unreadable."""
-    fmt = contract.payload_format
+    fmt, raw = contract.payload_format, raw_bytes(raw)
     try:
         if fmt == "json":
             return _json_records(contract, raw)

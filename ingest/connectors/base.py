@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 class Fetched:
     """Exact bytes a partner sent, and for which request."""
 
-    content: bytes
+    content: bytes | Path  # a dropped file stays on disk, its path here: landing reads it in blocks
     url: str
     status: int
     content_type: str

@@ -46,7 +46,8 @@ class MisnamedFile(DropRefused):
 
 @dataclass(frozen=True)
 class DroppedFile(Fetched):
-    """A claimed file's bytes; `path` is where it sits while claimed (under ``processing/``)."""
+    """A claimed file; `path` is where it sits while claimed (under ``processing/``), and its
+    `content` too: a daily file of up to `DropSettings.max_bytes` is landed from disk, never read whole."""
 
     path: Path = Path()
     day: date = date.min
@@ -101,7 +102,7 @@ class DropFolder:
         return reasons
 
     def pick_up(self, day: date) -> DroppedFile | None:
-        """Claim the file for `day` and read it; None if there is none (or another worker won it).
+        """Claim the file for `day`; None if there is none (or another worker won it).
 
         A file left in ``processing/`` by an interrupted run is taken over: landing is
         idempotent, so landing it twice is harmless, while leaving it would lose the day.
@@ -121,7 +122,7 @@ class DropFolder:
             raise DropRefused(f"file '{name}' is {size} bytes, over the {self.settings.max_bytes} limit; "
                               f"moved to {REJECTED}/")
         return DroppedFile(
-            content=claimed.read_bytes(), url=claimed.as_uri(), status=200,
+            content=claimed, url=claimed.as_uri(), status=200,
             content_type=_CONTENT_TYPES.get(claimed.suffix, "application/octet-stream"),
             fetched_at=now_utc(), path=claimed, day=day,
         )
