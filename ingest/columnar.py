@@ -63,6 +63,9 @@ DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it sav
 JUDGED_MIN = 4096  # fewer distinct values than this in a chunk are judged afresh
 JUDGED_MAX = 1 << 18  # distinct values per field whose verdicts a batch's check keeps for its next chunks
 CSV_BLOCK_BYTES = 16 << 20
+# pyarrow reads a file up to 32 blocks ahead of the consumer (ARROW-12090: not an option yet),
+# which in 16 MB blocks is most of a day file; in 1 MB blocks, gathered again, 32 MB at most
+CSV_FILE_BLOCK_BYTES = 1 << 20
 JSON_BLOCK_BYTES = 4 << 20  # a page's records, one per line, are parsed in blocks of this size
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
@@ -499,7 +502,8 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
     reader = pacsv.open_csv(
         # a file is read block by block; bytes zero-copy (a Python file object would copy them)
         pa.OSFile(str(raw)) if isinstance(raw, Path) else pa.BufferReader(raw),
-        read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=CSV_BLOCK_BYTES),
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True,
+                                       block_size=CSV_FILE_BLOCK_BYTES if isinstance(raw, Path) else CSV_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, include_columns=auto,
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
@@ -509,7 +513,7 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
     def prepared() -> Iterator[tuple[int, dict[str, pa.Array], np.ndarray, list[pa.Array]]]:
         """Each chunk's cells read and turned into natural values (Arrow kernels, mostly)."""
         first = True
-        for batch in reader:
+        for batch in _gathered(reader) if isinstance(raw, Path) else reader:
             if first:
                 if batch.num_rows == 0 or [batch.column(j)[0].as_py() for j in range(len(names))] != header:
                     raise Unsupported("header read differently")
@@ -542,6 +546,18 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
                     for name, cell in zip(names, cells)}
 
         yield check.add(cols, n, record, suspect, extra)
+
+
+def _gathered(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A file's batches, read in small blocks, gathered into batches of about `CSV_BLOCK_BYTES`."""
+    gathered: list[pa.RecordBatch] = []
+    for batch in batches:
+        gathered.append(batch)
+        if sum(b.nbytes for b in gathered) >= CSV_BLOCK_BYTES:
+            yield pa.concat_batches(gathered)
+            gathered = []
+    if gathered:
+        yield pa.concat_batches(gathered)
 
 
 _DONE = object()
