@@ -5,8 +5,9 @@ pseudonymises and writes it. In one process these take turns on the GIL: the CSV
 readers and the vectorised rules let go of it, but the landing gate (GX), the keyed hash and the
 check's own Python do not. A batch of `WORKER_MIN_BYTES` or more is therefore checked by a worker
 process: it gets the batch first (and parses it while `land_batch` archives it), a dropped file as
-its path, which it reads block by block, other bytes whole; then it sends back each chunk of accepted rows as Arrow IPC and at last the check's result, while
-`land_batch` handles the chunks already received.
+its path, which it reads block by block, other bytes whole; then it sends back each chunk of
+accepted rows as Arrow IPC and at last the check's result, while `land_batch` handles the chunks
+already received.
 
 Only CSV goes there: a JSON payload is one document, parsed whole before its first chunk can go
 out, so a worker would only add its round trips (1M MDS trips in 10 pages landed 6% slower).

@@ -551,11 +551,13 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
 def _gathered(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """A file's batches, read in small blocks, gathered into batches of about `CSV_BLOCK_BYTES`."""
     gathered: list[pa.RecordBatch] = []
+    size = 0
     for batch in batches:
         gathered.append(batch)
-        if sum(b.nbytes for b in gathered) >= CSV_BLOCK_BYTES:
+        size += batch.nbytes
+        if size >= CSV_BLOCK_BYTES:
             yield pa.concat_batches(gathered)
-            gathered = []
+            gathered, size = [], 0
     if gathered:
         yield pa.concat_batches(gathered)
 

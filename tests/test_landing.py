@@ -7,6 +7,7 @@ import importlib.util
 import json
 import mmap
 import os
+import time
 import tracemalloc
 import uuid
 from datetime import timedelta
@@ -408,8 +409,13 @@ def _faulty_ridehail(kind: str) -> bytes:
 @pytest.mark.parametrize("checked_in", ["process", "worker"])
 @pytest.mark.parametrize("kind", ["faults", "unreadable"])
 def test_a_file_lands_from_its_path_as_from_its_bytes(tmp_path, monkeypatch, in_worker, checked_in, kind):
-    """A dropped file landed from its path (hashed, archived and checked in blocks, here or by a
-    check worker; a header the columnar check refuses goes to the row check) lands as its bytes do."""
+    """A dropped file landed from its path (hashed, archived and checked in blocks, here in 4 KB
+    blocks gathered into 16 KB chunks, or by a check worker; a header the columnar check refuses
+    goes to the row check) lands as its bytes do."""
+    import ingest.columnar
+
+    monkeypatch.setattr(ingest.columnar, "CSV_FILE_BLOCK_BYTES", 4 << 10)
+    monkeypatch.setattr(ingest.columnar, "CSV_BLOCK_BYTES", 16 << 10)
     monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
     csv = _faulty_ridehail(kind)
     monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "0")
@@ -426,8 +432,9 @@ def test_a_file_lands_from_its_path_as_from_its_bytes(tmp_path, monkeypatch, in_
 
 
 def test_a_file_landed_from_its_path_is_never_whole_in_memory(tmp_path, monkeypatch):
-    """Landing a 10 MB day file from its path, this process's Python allocations (traced: bytes,
-    numpy, pandas) peak far below its size; landing its bytes read in the same span does not."""
+    """Landing a 10 MB day file from its path, the peak of this process's Python allocations
+    (traced: bytes, numpy, pandas) stays far below its size; landing its bytes read in the same
+    span does not."""
     monkeypatch.setenv("MOBILITY_PSEUDONYM_KEY", "test-key")
     monkeypatch.setenv("MOBILITY_CHECK_WORKERS", "0")
     path = tmp_path / "rideco-trips-2026-11-02.csv"
@@ -449,6 +456,33 @@ def test_a_file_landed_from_its_path_is_never_whole_in_memory(tmp_path, monkeypa
     from_bytes = traced_peak(lambda: _ridehail(tmp_path / "bytes", monkeypatch, path.read_bytes(),
                                                chunk_rows=4096, gate_rows=4096))
     assert from_file < size / 2 < size <= from_bytes, (from_file, from_bytes, size)
+
+
+def test_a_file_is_read_a_few_blocks_ahead_of_its_check(tmp_path, monkeypatch):
+    """pyarrow reads a CSV up to 32 blocks ahead of its consumer, so a file is read in blocks much
+    smaller than a chunk: once the first chunk of a 10 MB file is out (32 KB blocks, 512 KB
+    chunks), this process has read a fraction of it (its read bytes, /proc/self/io), not all."""
+    import ingest.columnar
+    from ingest.columnar import CheckStream
+
+    monkeypatch.setattr(ingest.columnar, "CSV_FILE_BLOCK_BYTES", 32 << 10)
+    monkeypatch.setattr(ingest.columnar, "CSV_BLOCK_BYTES", 512 << 10)
+    path = tmp_path / "rideco-trips-2026-11-02.csv"
+    path.write_bytes(bench.ridehail_csv(55_000, 0.001))
+    size = path.stat().st_size
+    contract = load_contract("ridehail_trips@1.0.0").with_codes({"neighborhood_id": bench.NEIGHBORHOODS})
+
+    def read_bytes_so_far() -> int:
+        return int(next(line for line in Path("/proc/self/io").read_text().splitlines()
+                        if line.startswith("rchar:")).split()[1])
+
+    stream = iter(CheckStream(contract, path, window=(bench.DAY, bench.DAY + timedelta(days=1)), read_ahead=False))
+    before = read_bytes_so_far()
+    rows = next(stream).num_rows
+    time.sleep(0.3)  # the reader's thread reads ahead as far as it will
+    read = read_bytes_so_far() - before
+    rows += sum(table.num_rows for table in stream)
+    assert read < size / 4 and rows > 54_000, (read, size, rows)
 
 
 def test_a_check_worker_that_dies_mid_batch_stores_nothing_and_the_rerun_lands_once(tmp_path, monkeypatch, in_worker):
