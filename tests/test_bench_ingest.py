@@ -26,6 +26,9 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
         assert r["rows_rejected"] > 0  # the planted faults were found
         assert r["wall_s"] > 0 and r["rows_per_s"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"] > 0
         assert r["cpu_s"] > 0 and r["rows_per_cpu_s"] > 0
+        # sampled: the processes' private memory summed, library pages once, so under their summed
+        # peaks (give or take the kernel's per-thread counters, which lag by up to 64 pages each)
+        assert 0 < r["peak_footprint_mb"] <= r["peak_rss_mb"] + (r["worker_peak_rss_mb"] or 0) + 5
     assert cases["csv_validate"]["path_or_outcome"] == ["columnar"] == cases["mds_validate"]["path_or_outcome"]
     assert cases["mds_validate"]["batches"] == 2 and cases["csv_validate"]["batches"] == 1
     # the warm-up started a check worker for CSV (JSON is never checked in one)
@@ -74,3 +77,23 @@ def test_repeated_runs_are_summarised_and_the_data_is_kept_for_them(tmp_path, mo
     bench.main(args[:1] + ["1200"] + args[2:])  # other sizes: generated anew
     assert "generated in" in capsys.readouterr().out
     assert json.loads((scratch / "data" / "meta.json").read_text())["rows"] == 1200
+
+
+def test_the_footprint_counts_every_process_of_a_case_and_their_libraries_once(tmp_path) -> None:
+    """A child and the grandchild it starts each hold 100 MB of their own and map the same 100 MB
+    file (as processes map the same libraries): the footprint has both processes' own memory and
+    the file's pages once (about 300 MB), where summed RSS would count the file twice (400)."""
+    import subprocess
+    import sys
+
+    shared = tmp_path / "shared.bin"
+    shared.write_bytes(b"x" * (100 << 20))
+    holder = (f"import mmap, time; own = bytearray(100 << 20); own[::4096] = b'x' * len(own[::4096]); "
+              f"f = open({str(shared)!r}, 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); "
+              f"sum(m[i] for i in range(0, len(m), 4096)); time.sleep(3)")
+    child = f"import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', {holder!r}]); {holder}; g.wait()"
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    footprint = bench.Footprint([proc.pid])
+    footprint.start()
+    proc.wait()
+    assert 300 <= footprint.stop() < 360
