@@ -13,8 +13,9 @@ does not count against another:
 
 - validate: `ingest.columnar.check_payload` on the bytes (parse + contract check, typed rows)
 - land: `ingest.landing.land_batch` (raw archive, check, landing gate, pseudonymised bronze,
-  quarantine report, manifest), the CSV from its path as the file-drop step lands it; the time land_batch spends in the landing gate's `add`, `flush` and
-  `finish` is timed too (the gate validates on its own thread: that is the time spent waiting for it)
+  quarantine report, manifest), the CSV from its path as the file-drop step lands it; the time
+  land_batch spends in the landing gate's `add`, `flush` and `finish` is timed too (the gate
+  validates on its own thread: that is the time spent waiting for it)
 - mds_land_parallel: mds_land with the pages shared among one landing process per CPU, started
   together (as Airflow task slots land hours side by side), each with the Arrow threads of an
   Airflow ingest task (`mobility.settings.task_arrow_threads`); CPU and peak RSS summed over them
@@ -317,7 +318,7 @@ class Footprint(threading.Thread):
                 kb = lambda key: int(status.get(key, "0 kB").split()[0]) / 1024  # noqa: E731
                 private, files = private + kb("RssAnon") + kb("RssShmem"), max(files, kb("RssFile"))
             self.peak_mb = max(self.peak_mb, private + files)
-            self.done.wait(0.02)
+            self.done.wait(0.02)  # a sample costs this process about 0.5 ms
 
     def stop(self) -> float:
         self.done.set()
@@ -339,9 +340,10 @@ def _run_child(args: list[str]) -> tuple[str, float]:
     footprint = Footprint([proc.pid])
     footprint.start()
     out, err = proc.communicate()
+    peak = footprint.stop()
     if proc.returncode:
         raise SystemExit(f"case {args[1]} failed:\n{err[-4000:]}")
-    return out, footprint.stop()
+    return out, peak
 
 
 def _parallel(data: Path, workdir: Path, processes: int) -> dict:
