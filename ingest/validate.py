@@ -1,7 +1,8 @@
 """`mobility validate`: a partner checks a file before sending it, with the city's own checks.
 
 For each file this runs what landing runs (`parse_records` then `Contract.check`, the same
-contract and the same code) and then the reference rules of the feed's standard
+contract and the same code; for a CSV file drop, landing's column-wise check of the file, read in
+blocks, whose verdicts are the same) and then the reference rules of the feed's standard
 (`ingest.reference_schemas`): the official GBFS / MDS JSON Schemas, MobilityData's canonical GTFS
 rules. A contract violation or a reference ERROR makes the file invalid; warnings do not.
 
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ingest.columnar import CheckStream
 from ingest.contracts import Contract, ContractNotFound, available, load_contract
 from ingest.payloads import PayloadError, ZipLimits, parse_records, read_zip_member
 from ingest.reference_schemas import (
@@ -523,8 +525,7 @@ def _newest_with_format(fmt: str) -> Contract:
 # ------------------------------------------------------------------------------ CSV file drops
 
 def _validate_csv(path: Path, explicit: Contract | None, city_workdir: Path | None) -> FileReport:
-    raw = path.read_bytes()
-    contract = explicit or _csv_contract_for(path, raw)
+    contract = explicit or _csv_contract_for(path)
     fr = FileReport(file=str(path), detected=f"a CSV file drop ({'as named' if explicit else 'by its header'})",
                     contract=contract.ref, tables=[contract.table])
     contract = _bind_codes(contract, city_workdir, fr)
@@ -536,21 +537,27 @@ def _validate_csv(path: Path, explicit: Contract | None, city_workdir: Path | No
     elif contract.window_field:
         fr.notes.append(f"no YYYY-MM-DD in the file name: the rule that records fall on the file's date "
                         f"('{contract.window_field}') was not checked")
+    # landing's own check of a dropped file: read from disk in blocks, column-wise (the row check
+    # where that cannot decide), same verdicts; the accepted rows are not kept
+    stream = CheckStream(contract, path, window=window)
     try:
-        records = parse_records(contract, raw)
+        for _ in stream:
+            pass
     except PayloadError as exc:
         fr.findings.append(Finding(path.name, "payload", "error", "payload", str(exc)))
         return fr
-    result = contract.check(records, window=window)
+    result = stream.result.result
     fr.records, fr.rows_rejected = result.rows_received, result.rows_rejected
     fr.findings += _contract_findings(path.name, contract, result)
     fr.notes.append("no reference standard applies to file drops: the contract is the whole check")
     return fr
 
 
-def _csv_contract_for(path: Path, raw: bytes) -> Contract:
+def _csv_contract_for(path: Path) -> Contract:
+    with path.open("rb") as fh:
+        head = fh.read(65536)
     try:
-        header = {h.strip() for h in next(csv.reader(io.StringIO(raw[:65536].decode("utf-8-sig", "replace"))))}
+        header = {h.strip() for h in next(csv.reader(io.StringIO(head.decode("utf-8-sig", "replace"))))}
     except StopIteration:
         raise UsageError(f"{path}: empty file") from None
     best: tuple[int, Contract] | None = None

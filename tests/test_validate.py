@@ -7,6 +7,7 @@ MobilityData's canonical GTFS rules (ERROR rejects, WARNING does not), on top of
 import json
 import shutil
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -390,3 +391,45 @@ def test_code_rules_without_a_city_are_a_warning_not_a_silent_pass(sim, tmp_path
     assert code == 0 and report["files"][0]["contract"] == "ridehail_trips@1.0.0"
     (group,) = [g for g in findings(report, "warning") if g["rule"] == "contract:codes_not_checked"]
     assert "neighborhood_id" in group["examples"][0]["message"]
+
+
+def test_a_csv_drop_is_checked_from_disk_as_landing_checks_it_with_the_row_checks_verdicts(tmp_path, monkeypatch):
+    """A ride-hail day file with faults and a repeated trip id: `mobility validate` checks it as
+    landing does (column-wise, from disk in blocks, no record built: the row check's reader is
+    never called) and its report is the one the row-by-row check gives (`parse_records` +
+    `Contract.check`, what it ran before: 75 s and 1.8 GB for 1M rows here, against 6 s and 0.5 GB)."""
+    import importlib.util
+
+    import ingest.columnar
+    import ingest.validate
+    from ingest.columnar import PayloadCheck
+    from ingest.payloads import parse_records
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[1] / "benchmarks" / "ingest_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines = bench.ridehail_csv(3000, 0.02).decode().splitlines(keepends=True)
+    lines[2500] = lines[3].split(",", 1)[0] + "," + lines[2500].split(",", 1)[1]  # row 2498 repeats row 2's id
+    path = tmp_path / f"rideco-trips-{bench.DAY:%Y-%m-%d}.csv"
+    path.write_text("".join(lines))
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the file's records were built")
+
+    monkeypatch.setattr(ingest.columnar, "parse_records", unread)
+    monkeypatch.setattr(ingest.validate, "parse_records", unread)
+    code, columnar = run_json(path, "--workdir", tmp_path / "no-city")
+    monkeypatch.undo()
+
+    class RowCheck:  # what `mobility validate` ran before: every record built, checked row by row
+        def __init__(self, contract, raw, *, window):
+            self.result = PayloadCheck(contract.check(parse_records(contract, raw), window=window), {}, "rows", {})
+
+        def __iter__(self):
+            return iter(())
+
+    monkeypatch.setattr(ingest.validate, "CheckStream", RowCheck)
+    assert run_json(path, "--workdir", tmp_path / "no-city") == (code, columnar) and code == 1
+    (report,) = columnar["files"]
+    assert report["records"] == 3000 and report["rows_rejected"] > 0
+    assert ("trip_id", "unique") in {(g["field"], g["rule"]) for g in findings(columnar)}
