@@ -333,10 +333,15 @@ def _read(path: str | Path) -> str:
         return ""
 
 
+def _spawn(args: list[str]) -> subprocess.Popen:
+    """This script as a child process running one case (`--case ...`)."""
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=os.environ.copy())
+
+
 def _run_child(args: list[str]) -> tuple[str, float]:
     """A child's stdout (it exits 0 or the benchmark stops) and its memory footprint."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=os.environ.copy())
+    proc = _spawn(args)
     footprint = Footprint([proc.pid])
     footprint.start()
     out, err = proc.communicate()
@@ -352,9 +357,8 @@ def _parallel(data: Path, workdir: Path, processes: int) -> dict:
     last end; CPU seconds and peak RSS summed over the processes (their peaks may not coincide)."""
     workdir.mkdir(parents=True)
     go = workdir / "go"
-    procs = [subprocess.Popen([sys.executable, __file__, "--case", "mds_land", "--data", str(data),
-                               "--workdir", str(workdir / f"p{k}"), "--share", f"{k}/{processes}", "--go", str(go)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ.copy())
+    procs = [_spawn(["--case", "mds_land", "--data", str(data), "--workdir", str(workdir / f"p{k}"),
+                     "--share", f"{k}/{processes}", "--go", str(go)])
              for k in range(processes)]
     footprint = Footprint([p.pid for p in procs])
     footprint.start()

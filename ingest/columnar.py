@@ -488,8 +488,9 @@ class ColumnarCheck:
 # ---------------------------------------------------------------------------- readers
 
 def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: bool = True) -> Iterator[pa.Table]:
+    from_file = isinstance(raw, Path)
     try:
-        with raw.open("rb") if isinstance(raw, Path) else io.BytesIO(raw) as head:
+        with raw.open("rb") if from_file else io.BytesIO(raw) as head:
             header = next(csv.reader(io.TextIOWrapper(head, encoding="utf-8-sig", newline="")))
     except (StopIteration, csv.Error, UnicodeDecodeError):
         raise Unsupported("no readable header") from None
@@ -501,9 +502,9 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
     auto = [f"f{j}" for j in range(len(names))]
     reader = pacsv.open_csv(
         # a file is read block by block; bytes zero-copy (a Python file object would copy them)
-        pa.OSFile(str(raw)) if isinstance(raw, Path) else pa.BufferReader(raw),
+        pa.OSFile(str(raw)) if from_file else pa.BufferReader(raw),
         read_options=pacsv.ReadOptions(autogenerate_column_names=True,
-                                       block_size=CSV_FILE_BLOCK_BYTES if isinstance(raw, Path) else CSV_BLOCK_BYTES),
+                                       block_size=CSV_FILE_BLOCK_BYTES if from_file else CSV_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={a: pa.string() for a in auto}, include_columns=auto,
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
@@ -513,7 +514,7 @@ def _csv_chunks(contract: Contract, raw: Raw, check: ColumnarCheck, read_ahead: 
     def prepared() -> Iterator[tuple[int, dict[str, pa.Array], np.ndarray, list[pa.Array]]]:
         """Each chunk's cells read and turned into natural values (Arrow kernels, mostly)."""
         first = True
-        for batch in _gathered(reader) if isinstance(raw, Path) else reader:
+        for batch in _gathered(reader) if from_file else reader:
             if first:
                 if batch.num_rows == 0 or [batch.column(j)[0].as_py() for j in range(len(names))] != header:
                     raise Unsupported("header read differently")

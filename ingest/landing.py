@@ -69,6 +69,9 @@ class Window:
         return f"{self.start:%Y-%m-%dT%H%M}_{self.end:%Y-%m-%dT%H%M}"
 
 
+COPY_BLOCK_BYTES = 1 << 20  # a dropped file is copied to the raw archive this much at a time
+
+
 def atomic_write(path: Path, data: Raw, *, cached: bool = True) -> None:
     """`data` (bytes, or a file's content) in `path`, whole or not at all, on disk when this returns.
     `cached=False` also takes the file out of the page cache once on disk: for a file written once
@@ -90,9 +93,6 @@ def atomic_write(path: Path, data: Raw, *, cached: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-COPY_BLOCK_BYTES = 1 << 20  # a dropped file is copied to the raw archive this much at a time
 
 
 def _sha256(raw: Raw) -> str:
