@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import uuid
 import weakref
 from dataclasses import asdict
@@ -164,6 +165,44 @@ def test_gate_that_raises_is_a_failure(wd, monkeypatch) -> None:
     assert not result.success
     assert [o.expectation_type for o in result.outcomes] == ["gate_run"]
     assert "GX blew up" in result.message()
+
+
+GATE_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from mobility.gates import landing_gate
+from mobility.settings import Workdir
+sys.path.insert(0, sys.argv[2])
+import test_landing_gate as t
+
+wd = Workdir.resolve(Path(sys.argv[1]))
+passed = t.gate(wd, t.typed(), docs="always")
+failed = t.gate(wd, t.plant(t.typed(), "duration", 2, -5), docs="always")
+after_gates = {name: type(sys.modules[name]).__name__ for name in ("altair", "scipy.stats")}
+from scipy import stats
+import altair
+print(json.dumps({"passed": passed.success, "failed": failed.success, "docs": bool(failed.data_docs),
+                  "after_gates": after_gates, "entropy": float(stats.entropy([1, 1], [1, 3])),
+                  "chart": altair.Chart.__name__,
+                  "after_use": {name: type(sys.modules[name]).__name__ for name in ("altair", "scipy.stats")}}))
+"""
+
+
+def test_gx_distribution_modules_load_only_when_used(wd) -> None:
+    """GX imports altair and scipy.stats for expectations the gates never use: a gate process runs
+    both gates' work, Data Docs included, without loading them, and they work once used."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-c", GATE_IN_A_FRESH_PROCESS, str(wd.root), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "MOBILITY_PSEUDONYM_KEY": "k"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (seen["passed"], seen["failed"], seen["docs"]) == (True, False, True)
+    assert seen["after_gates"] == {"altair": "DeferredModule", "scipy.stats": "DeferredModule"}
+    assert abs(seen["entropy"] - 0.1438410362) < 1e-9 and seen["chart"] == "Chart"
+    assert seen["after_use"] == {"altair": "module", "scipy.stats": "module"}
 
 
 def _land(wd: Workdir, records: list[dict]) -> dict:

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib
+import importlib.util
 import logging
 import math
+import sys
 import threading
+import types
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +40,44 @@ DOCS_INDEX_LIMIT = 200
 
 # GX keeps a process-wide "current context"; gates running in threads (parallel ingest) take turns
 GX_LOCK = threading.RLock()
+
+
+# ---------------------------------------------------------------------------- GX's import
+
+class DeferredModule(types.ModuleType):
+    """A module imported on first use of one of its attributes, not when it is imported.
+
+    GX imports altair and scipy.stats when it is imported, for its distribution expectations only
+    (KL divergence, KS tests), which the gates never use: about 90 MB of each gate process's
+    memory and a second of its start. Python's `importlib.util.LazyLoader` cannot defer them: the
+    import system reads a module's `__spec__` on every import of it, which loads a lazy module.
+    This one has its `__spec__` from the start, so only another attribute loads it.
+    """
+
+    def __getattr__(self, attr: str) -> Any:
+        with _DEFER_LOCK:  # only the swap: a lock held through an import could deadlock with its locks
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+_DEFER_LOCK = threading.Lock()
+GX_DEFERRED = ("altair", "scipy.stats")
+
+
+def defer_imports(names: tuple[str, ...] = GX_DEFERRED) -> None:
+    """Put a `DeferredModule` in place of each named module not imported yet."""
+    with _DEFER_LOCK:
+        for name in names:
+            if name not in sys.modules:
+                spec = importlib.util.find_spec(name)  # a submodule's package is imported here
+                if spec is not None:
+                    module = DeferredModule(name)
+                    module.__spec__, module.__package__ = spec, spec.parent
+                    sys.modules[name] = module
+
+
+defer_imports()  # before either gate imports GX
 
 
 class GateFailed(RuntimeError):
