@@ -133,6 +133,34 @@ def test_reference_schemas_absent_is_said_plainly_never_a_silent_pass(shared_dat
     assert ("free_bike_status.json", "reference:not_run") in rules(report, "warning")
 
 
+def test_every_format_the_official_schemas_use_is_checked(shared_data):
+    """The project installs jsonschema's format checkers one by one (not the "iri" one, which no
+    official schema uses): each format a GBFS or MDS schema names must have its checker."""
+    import jsonschema
+    import yaml
+
+    def formats(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("format"), str):
+                yield node["format"]
+            for value in node.values():
+                yield from formats(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from formats(value)
+
+    # GBFS schemas are draft-07, MDS 2.0's OpenAPI 3.1 (draft 2020-12), as reference_schemas reads them
+    for folder, patterns, cls in (("gbfs", ("*.json",), jsonschema.Draft7Validator),
+                                  ("mds", ("*.json", "*.yaml"), jsonschema.Draft202012Validator)):
+        files = [p for pattern in patterns for p in sorted((shared_data / folder / "schemas").rglob(pattern))]
+        used = {f for p in files for f in formats(json.loads(p.read_text()) if p.suffix == ".json"
+                                                   else yaml.safe_load(p.read_text()))}
+        assert files and "uri" in used
+        assert used <= set(cls.FORMAT_CHECKER.checkers), (folder, used - set(cls.FORMAT_CHECKER.checkers))
+    with pytest.raises(jsonschema.ValidationError):  # a checker that runs, not only one that is named
+        jsonschema.validate("not a uri", {"format": "uri"}, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+
+
 # ---------------------------------------------------------------- GTFS
 @pytest.mark.parametrize("feed", ["gtfs_kit-data/cairns_gtfs.zip", "transitfeed-fixtures/good_feed",
                                   "transitfeed-fixtures/good_feed.zip"])
