@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -62,10 +63,12 @@ CHUNK_ROWS = 131_072
 DISTINCT_MIN_ROWS = 1024  # below this, encoding a column costs more than it saves
 JUDGED_MIN = 4096  # fewer distinct values than this in a chunk are judged afresh
 JUDGED_MAX = 1 << 18  # distinct values per field whose verdicts a batch's check keeps for its next chunks
+SPILL_MIN_BYTES = 1 << 20  # a chunk's kept keys this big or bigger are kept in a memory-mapped file
 CSV_BLOCK_BYTES = 16 << 20
 # pyarrow reads a file up to 32 blocks ahead of the consumer (ARROW-12090: not an option yet),
-# which in 16 MB blocks is most of a day file; in 1 MB blocks, gathered again, 32 MB at most
-CSV_FILE_BLOCK_BYTES = 1 << 20
+# which in 16 MB blocks is most of a day file; in 256 KB blocks, gathered again, 8 MB at most (1 MB
+# blocks checked 1M rows as fast, 20 to 35 MB heavier)
+CSV_FILE_BLOCK_BYTES = 256 << 10
 JSON_BLOCK_BYTES = 4 << 20  # a page's records, one per line, are parsed in blocks of this size
 # text that Python's int()/float() read exactly as Arrow's cast does; anything else goes to the row check
 _INT_TEXT = r"^-?[0-9]{1,18}$"
@@ -227,14 +230,41 @@ class SeenKeys:
     its chunks in little memory: each key is kept once, as a 64-bit hash (numpy, sorted) and as its
     values (Arrow). Hashes find the candidates and the values decide, so two keys that share a hash
     repeat only if they are equal. A key with a missing part is never a repeat (nor is it kept).
+
+    The values are read back only for a hash seen before (a repeat, or a rare collision), so a
+    chunk's are written to a temporary Arrow file and kept memory-mapped: they are most of what
+    grows with a batch (a million 40-character trip ids: 52 MB of values, 16 of hashes).
     """
 
     def __init__(self, columns: list[str]):
         self.columns = columns
         self.hashes = np.empty(0, np.uint64)  # sorted
-        self.where = np.empty(0, np.int64)  # each hash's key: its position in `kept`
+        self.where = np.empty(0, np.int64)  # each hash's key: its position among the kept keys
         self.kept: list[pa.Table] = []  # the keys, each with the batch row that had it first
+        self.starts = [0]  # each kept table's first position, and the end
         self.count = 0
+        self.folder: tempfile.TemporaryDirectory | None = None  # the kept values' files, removed with it
+
+    def _kept_rows(self, positions: np.ndarray) -> list[dict]:
+        """The kept keys at these positions, read from their tables one by one (a take over all of
+        them at once could concatenate them: every value read back in)."""
+        tables = np.searchsorted(self.starts, positions, "right") - 1
+        rows: list[dict] = []
+        for t in np.unique(tables).tolist():
+            offsets = positions[tables == t] - self.starts[t]
+            rows += self.kept[t].take(pa.array(offsets)).to_pylist()
+        return rows
+
+    def _kept(self, keep: pa.Table) -> pa.Table:
+        """`keep` as a memory-mapped file's table, when it is big enough for that to pay."""
+        if keep.nbytes < SPILL_MIN_BYTES:
+            return keep
+        if self.folder is None:
+            self.folder = tempfile.TemporaryDirectory(prefix="seen-keys-")
+        path = str(Path(self.folder.name) / f"{len(self.kept)}.arrow")
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, keep.schema) as writer:
+            writer.write_table(keep)
+        return pa.ipc.open_file(pa.memory_map(path)).read_all()
 
     def add(self, keys: pa.Table, rows: np.ndarray) -> list[tuple[int, int, Any]]:
         """Record a chunk's keys (`rows`: their batch row numbers, in order). Returns, for each key
@@ -265,7 +295,7 @@ class SeenKeys:
             lo, hi = np.searchsorted(self.hashes, wanted, "left"), np.searchsorted(self.hashes, wanted, "right")
             earlier = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist())])
             if len(earlier):
-                for r in pa.concat_tables(self.kept).take(pa.array(self.where[earlier])).to_pylist():
+                for r in self._kept_rows(self.where[earlier]):
                     first.setdefault(self._key(r), r[ROW])
             for k, r in zip(candidates.tolist(), keys.take(pa.array(candidates)).to_pylist()):
                 key = self._key(r)
@@ -282,8 +312,9 @@ class SeenKeys:
         position = np.cumsum(new) - 1  # each new key's position among the kept ones of this chunk
         self.hashes = np.insert(self.hashes, slots, hashes[added])
         self.where = np.insert(self.where, slots, self.count + position[added])
-        self.kept.append(keep)
+        self.kept.append(self._kept(keep))
         self.count += keep.num_rows
+        self.starts.append(self.count)
         return repeats
 
     def _key(self, row: dict) -> tuple:

@@ -9,6 +9,7 @@ import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -412,13 +413,17 @@ def test_raw_records_of_plain_and_other_layouts() -> None:
     assert _raw_records(b'{"trips": [1, NaN]}', ["trips"]) is None  # json.loads reads NaN, msgspec does not
 
 
+@pytest.mark.parametrize("spill", [False, True], ids=["kept in memory", "kept in files"])
 @pytest.mark.parametrize("buckets", [7, 2**63], ids=["colliding hashes", "real hashes"])
-def test_seen_keys_finds_every_repeat_across_chunks(buckets, monkeypatch) -> None:
+def test_seen_keys_finds_every_repeat_across_chunks(buckets, spill, monkeypatch) -> None:
     """SeenKeys keeps the keys of earlier chunks as sorted hashes: the repeats it reports are exactly
-    a set's, in row order, even when distinct keys share a hash."""
+    a set's, in row order, even when distinct keys share a hash, and whether their values were kept
+    in memory or in memory-mapped files."""
     import numpy as np
     import pyarrow as pa
 
+    if spill:
+        monkeypatch.setattr(ingest.columnar, "SPILL_MIN_BYTES", 0)
     real = ingest.columnar._hash64
     monkeypatch.setattr("ingest.columnar._hash64", lambda keys, columns: real(keys, columns) % np.uint64(buckets))
     rng = random.Random(5)
@@ -435,3 +440,30 @@ def test_seen_keys_finds_every_repeat_across_chunks(buckets, monkeypatch) -> Non
         found += seen.add(pa.table({"id": pa.array(chunk, pa.int64())}), np.arange(row, row + size))
         row += size
     assert found == expected and len(expected) > 50
+    assert (seen.folder is not None) == spill
+
+
+def test_seen_keys_keep_a_big_batchs_values_out_of_memory() -> None:
+    """The values of a million ids are most of what SeenKeys holds: they are kept in memory-mapped
+    files, not in Arrow's memory, and their files go with it."""
+    import gc
+
+    import numpy as np
+    import pyarrow as pa
+
+    seen = ingest.columnar.SeenKeys(["trip_id"])
+    before, size, n = pa.total_allocated_bytes(), 0, 131_072
+    for start in range(0, 8 * n, n):
+        ids = pa.array([f"{i:040x}" for i in range(start, start + n)])
+        size += ids.nbytes
+        assert seen.add(pa.table({"trip_id": ids}), np.arange(start, start + n)) == []
+        del ids
+    assert seen.add(pa.table({"trip_id": pa.array([f"{5:040x}", f"{999_999:040x}"])}),
+                    np.array([8 * n, 8 * n + 1])) == [(0, 5, f"{5:040x}"), (1, 999_999, f"{999_999:040x}")]
+    held = pa.total_allocated_bytes() - before
+    assert size > 40_000_000 and held < size // 20, (held, size)
+    folder = Path(seen.folder.name)
+    assert len(list(folder.iterdir())) == 8
+    del seen
+    gc.collect()
+    assert not folder.exists()
