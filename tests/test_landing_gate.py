@@ -170,7 +170,6 @@ def test_gate_that_raises_is_a_failure(wd, monkeypatch) -> None:
 GATE_IN_A_FRESH_PROCESS = """
 import json, sys
 from pathlib import Path
-from mobility.gates import landing_gate
 from mobility.settings import Workdir
 sys.path.insert(0, sys.argv[2])
 import test_landing_gate as t
@@ -189,8 +188,9 @@ print(json.dumps({"passed": passed.success, "failed": failed.success, "docs": bo
 
 
 def test_gx_distribution_modules_load_only_when_used(wd) -> None:
-    """GX imports altair and scipy.stats for expectations the gates never use: a gate process runs
-    both gates' work, Data Docs included, without loading them, and they work once used."""
+    """GX imports altair and scipy.stats for expectations the gates never use: a fresh process runs
+    a passing and a failing landing gate, Data Docs included, without loading them, and they work
+    once used."""
     import subprocess
     import sys
     from pathlib import Path
