@@ -233,7 +233,8 @@ class SeenKeys:
 
     The values are read back only for a hash seen before (a repeat, or a rare collision), so a
     chunk's are written to a temporary Arrow file and kept memory-mapped: they are most of what
-    grows with a batch (a million 40-character trip ids: 52 MB of values, 16 of hashes).
+    grows with a batch (a million 40-character trip ids: 52 MB of values, 16 of hashes). The files
+    go with the object; a process killed mid-batch leaves them in the temp folder (`TMPDIR`).
     """
 
     def __init__(self, columns: list[str]):
