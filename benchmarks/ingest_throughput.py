@@ -19,6 +19,13 @@ does not count against another:
 - mds_land_parallel: mds_land with the pages shared among one landing process per CPU, started
   together (as Airflow task slots land hours side by side), each with the Arrow threads of an
   Airflow ingest task (`mobility.settings.task_arrow_threads`); CPU and peak RSS summed over them
+- csv_floor: the steps no landing of the ride-hail file can skip, each alone on one thread, with
+  the landing's own code where it has one: the file's SHA-256, its copy into the raw archive,
+  parsing it into the contract's types (pyarrow, no rule checked), the keyed hash of its
+  pseudonymised ids, the zstd Parquet write. No contract rule, uniqueness, landing gate, manifest
+  or second process: the sum of their CPU seconds bounds any landing from below, so
+  `ceiling_rows_per_s` (rows x CPUs / that sum) is the most a landing could reach with every core
+  busy, and `budget_cpu_s` what the 500,000 rows/s target allows on this machine's cores
 - with `--reference`, validate-rows: `parse_records` + `Contract.check` (the row-by-row check)
 
 Figures per case: wall seconds (the work, reading each batch's file included; imports and a warm-up come first),
@@ -60,7 +67,8 @@ sys.path.insert(0, str(ROOT))
 DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)
 BBOX = [-87.94, 41.64, -87.52, 42.02]  # [minlon, minlat, maxlon, maxlat]
 NEIGHBORHOODS = range(1, 78)
-CASES = ("csv_validate", "csv_land", "mds_validate", "mds_land", "mds_land_parallel")
+CASES = ("csv_validate", "csv_land", "csv_floor", "mds_validate", "mds_land", "mds_land_parallel")
+TARGET_CSV_ROWS_PER_S = 500_000  # the CSV target of the ingest issue (#3), on the project's 2-core machines
 PARALLEL_CASE = "mds_land_parallel"  # mds_land in one process per CPU, side by side
 REFERENCE_CASES = ("csv_validate_rows", "mds_validate_rows")
 
@@ -190,6 +198,8 @@ def run_case(case: str, data: Path, workdir: Path, share: tuple[int, int] = (0, 
     from mobility.settings import Workdir
 
     meta = json.loads((data / "meta.json").read_text())
+    if case == "csv_floor":
+        return csv_floor(data / "ridehail.csv", Workdir.resolve(workdir))
     kind = case.split("_")[0]
     if kind == "csv":
         contract = load_contract("ridehail_trips@1.0.0").with_codes({"neighborhood_id": NEIGHBORHOODS})
@@ -292,6 +302,74 @@ def run_case(case: str, data: Path, workdir: Path, share: tuple[int, int] = (0, 
         "rss_before_mb": round(rss_before, 1),
         # validate cases: the check's path (columnar, rows); land cases: the batches' outcomes
         "path_or_outcome": sorted(seen),
+    }
+
+
+def csv_floor(path: Path, wd: "Workdir") -> dict:
+    """The CPU seconds of the steps every landing of `path` must take, each alone (see `csv_floor`
+    in the module's docstring), and the highest rate they leave room for on this machine's cores."""
+    import pyarrow.parquet as pq
+
+    from ingest.contracts import load_contract
+    from ingest.landing import StagedParquet, _bronze_schema, _sha256, atomic_write, pseudonymise
+
+    contract = load_contract("ridehail_trips@1.0.0")
+    pa.set_cpu_count(1)  # CPU time is the measure: threads would only add their coordination
+    pa.set_io_thread_count(1)
+    key = b"benchmark-key"
+    steps: dict[str, float] = {}
+    walls: dict[str, float] = {}
+
+    def timed(name: str, fn, *args, **kwargs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        steps[name], walls[name] = time.process_time() - cpu, time.perf_counter() - wall
+        return out
+
+    rss_before = _rss_mb()
+    started_at = time.time()
+    timed("checksum", _sha256, path)
+    timed("raw_archive", atomic_write, wd.raw / "floor" / path.name, path, cached=False)
+    schema = contract.arrow_schema()
+    table = timed("parse_typed", pacsv.read_csv, path,
+                  read_options=pacsv.ReadOptions(use_threads=False, block_size=16 << 20),
+                  convert_options=pacsv.ConvertOptions(column_types=schema, include_columns=schema.names))
+
+    def hash_ids(table: pa.Table) -> pa.Table:
+        for f in contract.fields:
+            if f.pseudonymise:
+                i = table.schema.get_field_index(f.column)
+                table = table.set_column(i, f.column, pseudonymise(table.column(i).combine_chunks(), key,
+                                                                   distinct=f.unique))
+        return table
+
+    table = timed("keyed_hash", hash_ids, table)
+    bronze_schema = _bronze_schema(contract)
+    distinct = tuple(f.column for f in contract.fields if f.unique and f.pseudonymise)
+
+    def write(table: pa.Table) -> None:
+        n = table.num_rows
+        table = table.add_column(0, "batch_id", pa.repeat(pa.scalar("floor", pa.string()), n))
+        table = table.add_column(0, "partner_id", pa.repeat(pa.scalar("floor", pa.string()), n))
+        with StagedParquet(wd.bronze / "floor.parquet", bronze_schema, distinct=distinct) as bronze:
+            bronze.write(table.cast(bronze_schema))
+            bronze.publish()
+
+    timed("parquet_write", write, table)
+    rows = table.num_rows
+    if pq.read_metadata(wd.bronze / "floor.parquet").num_rows != rows:
+        raise RuntimeError("the floor's Parquet file does not hold every row it parsed")
+    cpu, wall = round(sum(steps.values()), 3), sum(walls.values())  # the ceiling from the figure reported
+    cpus = os.cpu_count() or 1
+    return {
+        "case": "csv_floor", "rows": rows, "rows_accepted": rows, "rows_rejected": 0, "batches": 1,
+        "started_at": started_at, "wall_s": round(wall, 3), "rows_per_s": round(rows / wall),
+        "cpu_s": cpu, "rows_per_cpu_s": round(rows / cpu),
+        "steps_cpu_s": {k: round(v, 3) for k, v in steps.items()},
+        "ceiling_rows_per_s": round(rows * cpus / cpu),
+        "cpus": cpus, "budget_cpu_s": round(rows * cpus / TARGET_CSV_ROWS_PER_S, 3),
+        "gate_s": None, "peak_rss_mb": round(_rss_mb("VmHWM"), 1), "worker_cpu_s": None, "worker_peak_rss_mb": None,
+        "rss_before_mb": round(rss_before, 1), "path_or_outcome": ["floor"],
     }
 
 
@@ -439,6 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
         r["run"] = run
         print(f"{case}{f' (run {run})' if args.repeat > 1 else ''}: {r['rows_per_s']:,} rows/s ({r['rows_per_cpu_s']:,} "
               f"per CPU s), peak {r['peak_rss_mb']:,.0f} MB, footprint {r['peak_footprint_mb']:,.0f} MB", flush=True)
+        if case == "csv_floor":
+            print(f"  {_floor_line(r)}", flush=True)
     report = {
         "started_at": started.isoformat(), "rows": args.rows, "page_rows": args.page_rows,
         "fault_rate": args.fault_rate, "csv_bytes": meta["csv_bytes"], "mds_bytes": meta["mds_bytes"],
@@ -453,6 +533,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     return report
+
+
+def _floor_line(r: dict) -> str:
+    steps = ", ".join(f"{name.replace('_', ' ')} {s:.2f}" for name, s in r["steps_cpu_s"].items())
+    return (f"steps no landing can skip {r['cpu_s']:.2f} CPU s ({steps}); the {TARGET_CSV_ROWS_PER_S:,} rows/s "
+            f"target allows {r['budget_cpu_s']:.2f} on {r['cpus']} cores; ceiling {r['ceiling_rows_per_s']:,} rows/s")
 
 
 def _data(folder: Path, rows: int, page_rows: int, fault_rate: float) -> tuple[dict, bool]:
@@ -501,6 +587,7 @@ def table(report: dict) -> str:
                   f"| {s['rows_per_s_max']:,} | {s['cpu_s_median']:.2f} | {s['peak_rss_mb_max']:,.0f} "
                   f"| {s['peak_footprint_mb_max']:,.0f} |"
                   for s in report["summary"]]
+    lines += [f"\n{r['case']} (run {r.get('run', 1)}): {_floor_line(r)}" for r in report["cases"] if r["case"] == "csv_floor"]
     m = report["machine"]
     lines.append(f"\n{m['cpus']} CPUs; load average {m['load_average_start']} at the start, {m['load_average_end']} at the end")
     return "\n".join(lines)

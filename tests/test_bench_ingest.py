@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("ingest_throughput", ROOT / "benchmarks" / "ingest_throughput.py")
 bench = importlib.util.module_from_spec(spec)
@@ -23,7 +25,7 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
     assert set(cases) == set(bench.CASES)
     for r in cases.values():
         assert r["rows"] == 2000 and r["rows_accepted"] + r["rows_rejected"] == 2000
-        assert r["rows_rejected"] > 0  # the planted faults were found
+        assert r["rows_rejected"] > 0 or r["case"] == "csv_floor"  # the planted faults were found; the floor checks no rule
         assert r["wall_s"] > 0 and r["rows_per_s"] > 0 and r["peak_rss_mb"] >= r["rss_before_mb"] > 0
         assert r["cpu_s"] > 0 and r["rows_per_cpu_s"] > 0
         # sampled: the processes' private memory summed, library pages once, so under their summed
@@ -41,6 +43,13 @@ def test_benchmark_reports_every_figure(tmp_path, monkeypatch) -> None:
     for case in ("csv_land", "mds_land", "mds_land_parallel"):
         assert cases[case]["gate_s"] > 0 and cases[case]["path_or_outcome"] == ["partial"]
         assert cases[case]["rows_accepted"] == cases[case.split("_")[0] + "_validate"]["rows_accepted"]
+    # the floor timed each step no landing can skip, and bounds the rate by their CPU seconds
+    floor = cases["csv_floor"]
+    assert set(floor["steps_cpu_s"]) == {"checksum", "raw_archive", "parse_typed", "keyed_hash", "parquet_write"}
+    assert floor["cpu_s"] == pytest.approx(sum(floor["steps_cpu_s"].values()), abs=0.01)
+    assert floor["ceiling_rows_per_s"] == pytest.approx(2000 * floor["cpus"] / floor["cpu_s"], rel=0.01)
+    assert floor["budget_cpu_s"] == pytest.approx(2000 * floor["cpus"] / bench.TARGET_CSV_ROWS_PER_S)
+    assert "steps no landing can skip" in bench.table(report)
     # the landed bronze holds exactly the accepted rows
     import pyarrow.parquet as pq
 
