@@ -347,6 +347,23 @@ def in_worker(monkeypatch):
     return used
 
 
+@pytest.mark.parametrize("chosen", [None, "system"])
+def test_landing_and_check_worker_processes_take_arrows_buffers_from_jemalloc(chosen):
+    """A fresh process that lands or checks (the landing module, the check worker's) allocates
+    Arrow's buffers from jemalloc, not Arrow's default here (`ingest._arrow_memory_pool`), unless
+    the operator chose a pool with Arrow's $ARROW_DEFAULT_MEMORY_POOL."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    for module in ("ingest.landing", "ingest.check_worker"):
+        code = f"import {module}, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == (chosen or "jemalloc"), (module, out.stdout, out.stderr)
+
+
 @pytest.mark.parametrize("kind", ["faults", "unreadable"])
 def test_a_csv_batch_checked_in_a_worker_lands_as_in_process(tmp_path, monkeypatch, in_worker, kind):
     """Checked by a worker process, a file with faults and a repeated trip id (or one refused whole)
