@@ -10,8 +10,8 @@ def _arrow_memory_pool() -> None:
     pool with Arrow's own $ARROW_DEFAULT_MEMORY_POOL. Arrow's default here, mimalloc, hands freed
     chunks back to the kernel within milliseconds, so the next chunk of a big batch faults its
     pages in again, each one zeroed. Two processes landing 1M MDS trips side by side peaked 80 MB
-    lower with jemalloc (summed RSS about 905 MB, against 985 to 1,000), and a 1M-row CSV landing
-    spent 0.2 to 0.5 s less CPU in the kernel (measured in turn, 2026-11-28)."""
+    lower with jemalloc (summed RSS about 905 MB, against 982 to 1,003), and a 1M-row CSV landing
+    spent 0.1 to 0.5 s less CPU in the kernel (measured in turn, 2026-11-28)."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
     try:
