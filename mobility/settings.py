@@ -22,6 +22,8 @@ DUCKDB_MEMORY_LIMIT_ENV = "MOBILITY_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
 CHECK_WORKERS_ENV = "MOBILITY_CHECK_WORKERS"
 TASK_ARROW_THREADS_ENV = "MOBILITY_TASK_ARROW_THREADS"
+# Arrow's own setting, not ours: when an operator sets it, the intake keeps that memory pool
+ARROW_MEMORY_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def reference_schemas_dir() -> Path:

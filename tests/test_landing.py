@@ -7,6 +7,8 @@ import importlib.util
 import json
 import mmap
 import os
+import subprocess
+import sys
 import time
 import tracemalloc
 import uuid
@@ -352,9 +354,6 @@ def test_landing_and_check_worker_processes_take_arrows_buffers_from_jemalloc(ch
     """A fresh process that lands or checks (the landing module, the check worker's) allocates
     Arrow's buffers from jemalloc, not Arrow's default here (`ingest._arrow_memory_pool`), unless
     the operator chose a pool with Arrow's $ARROW_DEFAULT_MEMORY_POOL."""
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
